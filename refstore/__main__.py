@@ -1,0 +1,3 @@
+from refstore.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The Python API: what ``import refstore`` gives a user."""

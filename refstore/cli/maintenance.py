@@ -1,0 +1,79 @@
+"""Commands that check and tidy a store: verify, gc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from refstore.cli.main import Context, cli, emit_json, human_size, progress_bar
+from refstore.errors import IntegrityError
+
+pass_state = click.make_pass_decorator(Context)
+
+
+@cli.command()
+@click.argument("spec", required=False)
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="With SPEC: check this directory against it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def verify(state: Context, spec: str | None, directory: str | None, as_json: bool) -> None:
+    """Re-hash every cached object and manifest record (exit 6 on any problem).
+
+    With SPEC and --dir, check that a directory holds exactly that version.
+    """
+    store = state.store()
+    if spec is not None:
+        from refstore.services.checkout import verify_directory
+
+        version = store.artifact(spec)
+        root = Path(directory) if directory else version.default_root()
+        problems = verify_directory(store.repo, version.record, root.absolute())
+        if as_json:
+            emit_json([{"status": p.status, "path": p.path, "detail": p.detail} for p in problems])
+        else:
+            for problem in problems:
+                click.echo(f"{problem.status}\t{problem.path}\t{problem.detail}")
+        if problems:
+            raise IntegrityError(f"{root} does not match {version.qualified_name}: {len(problems)} problem(s)")
+        if not as_json:
+            click.echo(f"{root} matches {version.qualified_name}")
+        return
+    with progress_bar("verifying") as progress:
+        report = store.verify(progress)
+    if as_json:
+        emit_json({"objects": report.objects_checked, "records": report.records_checked, "problems": report.problems})
+    else:
+        for problem in report.problems:
+            click.echo(problem)
+    if not report.ok:
+        raise IntegrityError(f"verify found {len(report.problems)} problem(s) in {store.path}")
+    if not as_json:
+        click.echo(f"ok: {report.objects_checked} objects, {report.records_checked} manifest records")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def gc(state: Context, dry_run: bool, as_json: bool) -> None:
+    """Remove objects and manifest records no version references, and stale temp files."""
+    report = state.store().gc(dry_run=dry_run)
+    if as_json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "objects": report.objects,
+                "records": report.records,
+                "temp_files": report.temp_files,
+                "bytes": report.bytes,
+            }
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    for digest in report.objects:
+        click.echo(digest)
+    click.echo(
+        f"{verb} {len(report.objects)} objects ({human_size(report.bytes)}), "
+        f"{len(report.records)} manifest records, {report.temp_files} temp files"
+    )

@@ -1,0 +1,222 @@
+"""The store's SQLite database: connection settings, transactions, migrations.
+
+The format version lives in ``PRAGMA user_version``. Each migration is a named
+step applied in one transaction together with its record in ``migrations``;
+before migrating an existing store the database file is copied aside, as restic
+does. A store whose version is newer than this code knows is refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from refstore.errors import FormatError, LockedError, RefstoreError
+
+BUSY_TIMEOUT_MS = 60_000
+SQL_BATCH = 500  # bound on `IN (…)` parameters per statement
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run several statements inside the caller's transaction.
+
+    ``executescript`` would COMMIT first, which breaks the one-transaction-per-
+    migration rule, so statements are split and executed one by one.
+    """
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            conn.execute(buffer)
+            buffer = ""
+    if buffer.strip():
+        conn.execute(buffer)
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
+        """
+        CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE trees (digest TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE artifacts (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            UNIQUE (project, name)
+        );
+        CREATE TABLE versions (
+            id INTEGER PRIMARY KEY,
+            artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+            number INTEGER NOT NULL,
+            digest TEXT NOT NULL REFERENCES trees(digest),
+            size INTEGER NOT NULL,
+            file_count INTEGER NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            run_id TEXT,
+            UNIQUE (artifact_id, number)
+        );
+        CREATE INDEX versions_digest ON versions (digest);
+        CREATE TABLE aliases (
+            artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+            alias TEXT NOT NULL,
+            version_id INTEGER NOT NULL REFERENCES versions(id),
+            PRIMARY KEY (artifact_id, alias)
+        );
+        CREATE TABLE stat_cache (
+            path TEXT PRIMARY KEY,
+            inode INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            digest TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+Migration = tuple[str, Callable[[sqlite3.Connection], None]]
+
+# Append only. Position i (1-based) produces format version i.
+MIGRATIONS: list[Migration] = [
+    ("0001_initial", _migration_1),
+]
+FORMAT_VERSION = len(MIGRATIONS)
+
+
+def now() -> str:
+    """UTC timestamp with microseconds, sortable as text."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+
+
+class Database:
+    """A connection to ``refstore.db`` with explicit transactions.
+
+    The connection runs in autocommit mode; every write goes through
+    :meth:`transaction`, which uses ``BEGIN IMMEDIATE`` so that concurrent
+    writers queue on SQLite's lock instead of failing half way.
+    """
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = path
+        if not create and not path.exists():
+            raise FormatError(f"database {path} is missing; the store is damaged or not initialised")
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise FormatError(f"{path} is not a refstore database ({exc}); restore it from a backup") from exc
+        self.utils = sqlite_utils.Database(self.conn)
+        self._depth = 0
+        self._migrate(fresh=create)
+
+    # -- transactions -------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block atomically; nested uses join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LockedError(f"the store database is locked by another process ({exc}); retry later") from exc
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")
+
+    # -- queries ------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        columns = [c[0] for c in cursor.description or ()]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def existing(self, table: str, column: str, values: Sequence[str]) -> set[str]:
+        """Which of ``values`` are present in ``table.column`` (batched ``IN``)."""
+        found: set[str] = set()
+        assert table.isidentifier() and column.isidentifier()
+        for start in range(0, len(values), SQL_BATCH):
+            chunk = list(values[start : start + SQL_BATCH])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
+
+    # -- config -------------------------------------------------------------
+    def get_config(self, key: str, default: str | None = None) -> str | None:
+        value = self.scalar("SELECT value FROM config WHERE key = ?", (key,))
+        return default if value is None else str(value)
+
+    def set_config(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (key, value))
+
+    # -- schema -------------------------------------------------------------
+    def format_version(self) -> int:
+        return int(self.scalar("PRAGMA user_version"))
+
+    def _migrate(self, *, fresh: bool) -> None:
+        current = self.format_version()
+        if current > FORMAT_VERSION:
+            raise FormatError(
+                f"this store has format version {current}, newer than this refstore understands "
+                f"({FORMAT_VERSION}); upgrade refstore (pip install -U refstore)"
+            )
+        if current == FORMAT_VERSION:
+            return
+        if current > 0 and not fresh:
+            backup = self.path.with_name(f"{self.path.name}.v{current}.bak")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copy2(self.path, backup)
+        self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for number, (name, apply) in enumerate(MIGRATIONS, start=1):
+            if number <= current:
+                continue
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                apply(self.conn)
+                self.conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, now()))
+                self.conn.execute(f"PRAGMA user_version = {number}")
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise RefstoreError(f"migration {name} failed ({exc}); the store was left at version {number - 1}") from exc
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,115 @@
+"""Put a cached object at a user's path: copy, reflink, hardlink or symlink.
+
+Every mode verifies the bytes: copy and reflink hash what was written, hardlink
+and symlink hash the object before linking it. Objects are read-only files, so
+a linked file cannot be edited in place by a normal user; an editor that saves
+by writing a new file and renaming it replaces the link and leaves the object
+alone. (root ignores file modes: ``refstore verify`` detects such an edit.)
+Targets are replaced atomically: a temp file beside the target, then rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from refstore.core import hashing
+from refstore.core.objects import ObjectCache, named_temp_beside
+from refstore.errors import IntegrityError, UsageError
+
+log = logging.getLogger(__name__)
+
+LINK_MODES = ("auto", "copy", "reflink", "hardlink", "symlink")
+_FICLONE = 0x40049409
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EPERM}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in LINK_MODES:
+        raise UsageError(f"unknown link mode {mode!r}; use one of {', '.join(LINK_MODES)}")
+    return mode
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    """Clone ``source`` into a new ``target``; False when the filesystem cannot."""
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+        except OSError as exc:
+            if exc.errno in _NO_REFLINK:
+                dst.close()
+                target.unlink(missing_ok=True)
+                return False
+            raise
+    return True
+
+
+def _copy_verified(cache: ObjectCache, digest: str, temp: Path) -> None:
+    with open(cache.path(digest), "rb") as src, open(temp, "xb") as dst:
+        actual, _ = hashing.copy_and_hash(src, dst, cache.algorithm)
+    if actual != digest:
+        temp.unlink(missing_ok=True)
+        cache.quarantine(digest)
+        raise IntegrityError(
+            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
+            expected=digest,
+            got=actual,
+        )
+
+
+def materialize(cache: ObjectCache, digest: str, target: Path, mode: str = "copy") -> str:
+    """Write object ``digest`` to ``target`` using ``mode``; return the mode actually used."""
+    check_mode(mode)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir() and not target.is_symlink():
+        raise UsageError(f"{target} is a directory, but the artifact has a file there; move it away and retry")
+    temp = named_temp_beside(target)
+    used = mode
+    try:
+        if mode in ("reflink", "auto"):
+            if _reflink(cache.path(digest), temp):
+                actual, _ = hashing.hash_file(temp, cache.algorithm)
+                if actual != digest:
+                    cache.quarantine(digest)
+                    raise IntegrityError(f"cached object {digest} is corrupt; it was removed - re-add or pull it")
+                used = "reflink"
+            else:
+                _copy_verified(cache, digest, temp)
+                used = "copy"
+        elif mode == "copy":
+            _copy_verified(cache, digest, temp)
+        elif mode == "hardlink":
+            source = cache.verified_path(digest)
+            try:
+                os.link(source, temp)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                log.info("hardlink impossible for %s (%s); copying", target, exc.strerror)
+                _copy_verified(cache, digest, temp)
+                used = "copy"
+        else:  # symlink
+            source = cache.verified_path(digest)
+            os.symlink(os.path.abspath(source), temp)
+        if used in ("copy", "reflink"):
+            os.chmod(temp, 0o644)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return used
+
+
+def matches(path: Path, digest: str, size: int, algorithm: str) -> bool:
+    """True when the file at ``path`` already holds exactly these bytes."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
+            return False
+        return hashing.hash_file(path, algorithm)[0] == digest
+    except OSError:
+        return False

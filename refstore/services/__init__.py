@@ -1,0 +1,1 @@
+"""Middle layer: versions and aliases, checkout, gc, references, sync, lineage."""

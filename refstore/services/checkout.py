@@ -1,0 +1,109 @@
+"""Materialising a version into a directory, and checking a directory against one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from refstore.core import hashing
+from refstore.core.linking import check_mode, matches, materialize
+from refstore.core.paths import safe_join
+from refstore.core.repo import Repository
+from refstore.core.tree import Entry, walk
+from refstore.services.fetch import fill_cache
+from refstore.services.ingest import WORKERS
+from refstore.services.versions import VersionRecord
+
+Progress = Callable[[int, int], None]
+
+
+def entries(repo: Repository, version: VersionRecord) -> list[Entry]:
+    return list(walk(repo.record, version.digest))
+
+
+@dataclass
+class CheckoutResult:
+    root: Path
+    written: int
+    unchanged: int
+    modes: dict[str, int]
+
+
+def download(
+    repo: Repository,
+    version: VersionRecord,
+    root: Path,
+    *,
+    link: str = "copy",
+    progress: Progress | None = None,
+) -> CheckoutResult:
+    """Write every file of ``version`` under ``root``, verified.
+
+    Files already there with the right bytes are left alone; others are
+    replaced atomically. Extra files in ``root`` are not touched.
+    """
+    check_mode(link)
+    items = entries(repo, version)
+    targets = [(entry, safe_join(root, entry.path)) for entry in items]  # refuse escapes before writing
+    with repo.writing():
+        digests = fill_cache(repo, items)
+    root.mkdir(parents=True, exist_ok=True)
+    modes: dict[str, int] = {}
+    unchanged = 0
+    done = [0, 0]
+
+    def place(pair: tuple[Entry, Path]) -> str | None:
+        entry, target = pair
+        digest = digests[entry.path]
+        if link in ("copy", "auto", "reflink") and matches(target, digest, entry.size, repo.algorithm):
+            return None
+        return materialize(repo.cache, digest, target, link)
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for (entry, _), used in zip(targets, pool.map(place, targets), strict=True):
+            if used is None:
+                unchanged += 1
+            else:
+                modes[used] = modes.get(used, 0) + 1
+            done[0] += 1
+            done[1] += entry.size
+            if progress is not None:
+                progress(done[0], done[1])
+    return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: str  # "missing" | "modified" | "extra"
+    path: str
+    detail: str = ""
+
+
+def verify_directory(repo: Repository, version: VersionRecord, root: Path, *, allow_extra: bool = False) -> list[Problem]:
+    """Compare ``root`` with ``version`` byte for byte (by digest)."""
+    problems: list[Problem] = []
+    expected: set[str] = set()
+    for entry in entries(repo, version):
+        expected.add(entry.path)
+        target = safe_join(root, entry.path)
+        if not target.is_file():
+            problems.append(Problem("missing", entry.path))
+            continue
+        if entry.digest is None:
+            size = target.stat().st_size
+            if size != entry.size:
+                problems.append(Problem("modified", entry.path, f"size {size}, expected {entry.size}"))
+            continue
+        digest, size = hashing.hash_file(target, repo.algorithm)
+        if digest != entry.digest:
+            problems.append(Problem("modified", entry.path, f"digest {digest}, expected {entry.digest}"))
+    if not allow_extra and root.is_dir():
+        for directory, _, files in os.walk(root):
+            for name in files:
+                rel = Path(directory, name).relative_to(root).as_posix()
+                if rel not in expected:
+                    problems.append(Problem("extra", rel))
+    return sorted(problems, key=lambda p: p.path)
