@@ -1,17 +1,42 @@
 """refstore: a local-first, git-like store that versions datasets and models.
 
-import refstore
-store = refstore.open()                 # or refstore.init(path)
-art = refstore.Artifact("mnist", type="dataset")
-art.add_dir("data/")
-version = store.log_artifact(art, aliases=["best"])
+    import refstore
+    store = refstore.open()                 # or refstore.init(path)
+    art = refstore.Artifact("mnist", type="dataset")
+    art.add_dir("data/")
+    version = store.log_artifact(art, aliases=["best"])
+
+Names are imported lazily so that ``refstore --version`` and scripts that only
+need a constant start fast (SQLite, fsspec and backends load on first use).
 """
 
 from __future__ import annotations
 
-from refstore.api.artifact import Artifact, ArtifactVersion
-from refstore.api.store import Store, init, open
-from refstore.errors import RefstoreError
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from refstore._version import __version__
+
+if TYPE_CHECKING:
+    from refstore.api.artifact import Artifact, ArtifactVersion
+    from refstore.api.store import Store, init, open
+    from refstore.errors import RefstoreError
+
+_LAZY = {
+    "Artifact": "refstore.api.artifact",
+    "ArtifactVersion": "refstore.api.artifact",
+    "Store": "refstore.api.store",
+    "init": "refstore.api.store",
+    "open": "refstore.api.store",
+    "RefstoreError": "refstore.errors",
+}
 __all__ = ["Artifact", "ArtifactVersion", "RefstoreError", "Store", "__version__", "init", "open"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'refstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,9 @@
 """The ``refstore`` command line: parse, call the API, print. No logic of its own.
 
-Each module below attaches its commands to :data:`cli` when imported.
+Commands live in one module per topic and are listed in ``main.COMMANDS``,
+which loads each module only when its command runs.
 """
 
-from refstore.cli import artifacts, maintenance  # noqa: F401  (registers commands)
 from refstore.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 import refstore
-from refstore.cli.main import Context, cli, emit_json, human_size, progress_bar
+from refstore.cli.main import Context, emit_json, human_size, progress_bar
 from refstore.core.linking import LINK_MODES
 from refstore.errors import UsageError
 from refstore.services.versions import parse_metadata
@@ -27,7 +27,7 @@ def read_metadata(value: str | None) -> dict[str, Any]:
     return parse_metadata(value)
 
 
-@cli.command()
+@click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option(
     "--algorithm",
@@ -43,7 +43,7 @@ def init(path: str | None, algorithm: str, project: str) -> None:
         click.echo(f"initialised refstore store in {store.path}")
 
 
-@cli.command()
+@click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--name", "-n", required=True, help="Artifact name: [project/]name.")
 @click.option("--type", "-t", "type_", default="dataset", show_default=True, help="Artifact type (dataset, model, …).")
@@ -92,7 +92,7 @@ def put(
         click.echo(f"{version.name}:{version.version} unchanged (no new version)")
 
 
-@cli.command("ls")
+@click.command("ls")
 @click.option("--project", help="Only this project.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
@@ -106,7 +106,7 @@ def list_artifacts(state: Context, project: str | None, as_json: bool) -> None:
         click.echo(f"{row['project']}/{row['name']}\t{row['type']}\t{row['versions']} versions\tlatest {row['latest']}")
 
 
-@cli.command("log")
+@click.command("log")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
@@ -121,7 +121,7 @@ def log_versions(state: Context, name: str, as_json: bool) -> None:
         click.echo(f"{v.version}{aliases}\t{v.digest[:12]}\t{v.file_count} files\t{human_size(v.size)}\t{v.created_at}")
 
 
-@cli.command()
+@click.command()
 @click.argument("spec")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
@@ -144,7 +144,7 @@ def show(state: Context, spec: str, as_json: bool) -> None:
         click.echo(f"{entry.path}\t{entry.size}\t{where}")
 
 
-@cli.command()
+@click.command()
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -170,7 +170,7 @@ def diff(state: Context, old: str, new: str, as_json: bool) -> None:
         click.echo(f"{marks[change.status]} {change.path}")
 
 
-@cli.command()
+@click.command()
 @click.argument("spec")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Target directory (default ./artifacts/NAME/vN).")
 @click.option(
@@ -193,7 +193,7 @@ def get(state: Context, spec: str, output: str | None, link: str) -> None:
     click.echo(f"{version.name}:{version.version} -> {target} ({modes}; {result.unchanged} already present)")
 
 
-@cli.group()
+@click.group()
 def alias() -> None:
     """Set, remove and list aliases (movable names on versions)."""
 

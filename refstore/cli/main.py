@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from refstore import __version__
+from refstore._version import __version__
 from refstore.errors import RefstoreError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -38,8 +39,36 @@ class Context:
             self._store.close()
 
 
+# Command name -> "module:attribute". Modules load only when their command runs,
+# so `refstore --version` does not import SQLite, fsspec or any backend.
+COMMANDS: dict[str, str] = {
+    "init": "refstore.cli.artifacts:init",
+    "put": "refstore.cli.artifacts:put",
+    "ls": "refstore.cli.artifacts:list_artifacts",
+    "log": "refstore.cli.artifacts:log_versions",
+    "show": "refstore.cli.artifacts:show",
+    "diff": "refstore.cli.artifacts:diff",
+    "get": "refstore.cli.artifacts:get",
+    "alias": "refstore.cli.artifacts:alias",
+    "verify": "refstore.cli.maintenance:verify",
+    "gc": "refstore.cli.maintenance:gc",
+}
+
+
 class RefstoreGroup(click.Group):
-    """Turns library errors into one line on stderr and a documented exit code."""
+    """Loads commands lazily and turns library errors into one line on stderr and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from refstore.cli.main import Context, cli, emit_json, human_size, progress_bar
+from refstore.cli.main import Context, emit_json, human_size, progress_bar
 from refstore.errors import IntegrityError
 
 pass_state = click.make_pass_decorator(Context)
 
 
-@cli.command()
+@click.command()
 @click.argument("spec", required=False)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="With SPEC: check this directory against it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -52,7 +52,7 @@ def verify(state: Context, spec: str | None, directory: str | None, as_json: boo
         click.echo(f"ok: {report.objects_checked} objects, {report.records_checked} manifest records")
 
 
-@cli.command()
+@click.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
