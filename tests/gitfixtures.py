@@ -10,11 +10,13 @@ from pathlib import Path
 from conftest import make_tree, subprocess_env
 
 
-def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None,
-        input: str | None = None) -> subprocess.CompletedProcess[str]:
+def git(
+    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run real git with the test environment (hooks get PYTHONPATH for this checkout)."""
-    proc = subprocess.run(["git", *args], cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, input=input,
-                          timeout=120)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, input=input, timeout=120
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
     return proc

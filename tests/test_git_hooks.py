@@ -7,9 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import Cli, run_refstore
 from gitfixtures import git, init_repo, make_old_tree
 
-from conftest import Cli, run_refstore
 from refstore.services.gitpin import LockFile
 
 SKIP = {"REFSTORE_SKIP_HOOKS": "1"}  # for setup steps whose hooks are not what a test checks
@@ -105,14 +105,15 @@ def test_post_checkout_never_fails_the_code_checkout(repo: Path, run_cli: Cli) -
     assert "warning: data/ not updated: data/: pinned default/mnist:v7 (eeeeeeeeeeee) is not in this store" in back.stderr
 
 
-def test_hooks_chain_to_existing_hooks_and_uninstall_restores_them(tmp_path: Path, run_cli: Cli,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hooks_chain_to_existing_hooks_and_uninstall_restores_them(
+    tmp_path: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = init_repo(tmp_path / "repo")
     monkeypatch.chdir(root)
     run_cli("init")
-    mine = "echo mine >> \"$(git rev-parse --git-dir)/ran\"\n[ -f block ] && exit 3\nexit 0\n"
+    mine = 'echo mine >> "$(git rev-parse --git-dir)/ran"\n[ -f block ] && exit 3\nexit 0\n'
     write_hook(root, "pre-commit", mine)
-    write_hook(root, "pre-push", "cat > \"$(git rev-parse --git-dir)/pushed\"\n")
+    write_hook(root, "pre-push", 'cat > "$(git rev-parse --git-dir)/pushed"\n')
     out = run_cli("hooks", "install").stdout
     assert "pre-commit: chained (your hook now runs first from pre-commit.pre-refstore)" in out
     assert "post-checkout: installed" in out
@@ -161,8 +162,9 @@ def branch_with(root: Path, run_cli: Cli, branch: str, path: str, content: str) 
 
 
 @pytest.mark.parametrize("driver", [True, False], ids=["driver", "plain-git-merge"])
-def test_branches_pinning_different_paths_merge_cleanly(tmp_path: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch,
-                                                         driver: bool) -> None:
+def test_branches_pinning_different_paths_merge_cleanly(
+    tmp_path: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch, driver: bool
+) -> None:
     root = init_repo(tmp_path / "repo")
     monkeypatch.chdir(root)
     run_cli("init")
@@ -210,8 +212,9 @@ def test_a_conflict_on_one_path_is_reported_readably(tmp_path: Path, run_cli: Cl
     assert "unresolved merge conflict" in failed.stderr
 
 
-def test_worktrees_share_the_store_and_get_their_data(repo: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
+def test_worktrees_share_the_store_and_get_their_data(
+    repo: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (repo / "data" / "a.txt").write_text("on feature\n")
     git("checkout", "-q", "-b", "feature", cwd=repo)
     run_cli("track", "data")

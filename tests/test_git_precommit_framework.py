@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from gitfixtures import git, init_repo, make_old_tree
-
 from conftest import REPO_ROOT, Cli, subprocess_env
+from gitfixtures import git, init_repo, make_old_tree
 
 pytest.importorskip("pre_commit")
 
@@ -45,13 +44,13 @@ def pre_commit(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         }
     )
     env.pop("PYTHONPATH")  # the hook must run the refstore pre-commit installed, not this checkout
-    return subprocess.run([sys.executable, "-m", "pre_commit", *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
-def test_refstore_status_hook_in_the_pre_commit_framework(tmp_path: Path, run_cli: Cli,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refstore_status_hook_in_the_pre_commit_framework(tmp_path: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     rev = hook_repository(tmp_path / "hooks")
     root = init_repo(tmp_path / "repo")
     (root / ".pre-commit-config.yaml").write_text(

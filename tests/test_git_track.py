@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Cli
 from gitfixtures import age, git, init_repo, make_old_tree
 
 import refstore
-from conftest import Cli
 from refstore.api.workspace import Workspace
 from refstore.services.gitpin import LockFile
 
@@ -37,8 +37,16 @@ def test_track_pins_the_path_and_ignores_it_in_git(repo: Path, run_cli: Cli) -> 
     assert (pin.display, pin.artifact, pin.version, pin.digest) == ("data/", "default/mnist", "v0", version.digest)
     assert (repo / ".gitignore").read_text() == "/data/\n"
     assert (repo / ".gitattributes").read_text() == "/refstore.lock merge=refstore\n"
-    assert git("status", "--porcelain", cwd=repo).stdout.split() == ["??", ".gitattributes", "??", ".gitignore", "??",
-                                                                     "main.py", "??", "refstore.lock"]
+    assert git("status", "--porcelain", cwd=repo).stdout.split() == [
+        "??",
+        ".gitattributes",
+        "??",
+        ".gitignore",
+        "??",
+        "main.py",
+        "??",
+        "refstore.lock",
+    ]
     # tracking again with nothing changed: same pin, no new version, .gitignore not duplicated
     again = run_cli("track", "data")
     assert "unchanged, default/mnist:v0" in again.stdout
@@ -131,8 +139,9 @@ def test_checkout_restores_pins_and_deletes_only_inside_tracked_paths(repo: Path
         v0 = store.artifact("mnist:v0")
     lock.write([type(v1)(v1.path, True, v1.artifact, "v0", v0.digest)])  # as a git checkout of an older lock would
     outcome = json.loads(run_cli("checkout", "--json").stdout)
-    assert outcome == [{"path": "data/", "version": f"default/mnist:v0 ({v0.digest[:12]})", "action": "updated",
-                        "written": 1, "removed": 1}]
+    assert outcome == [
+        {"path": "data/", "version": f"default/mnist:v0 ({v0.digest[:12]})", "action": "updated", "written": 1, "removed": 1}
+    ]
     assert (repo / "data" / "a.txt").read_text() == "alpha\n"
     assert not (repo / "data" / "extra").exists()  # emptied directory pruned
     assert (repo / "notes.txt").read_text() == "not tracked\n" and (repo / "data2" / "keep.txt").exists()
