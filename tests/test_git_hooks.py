@@ -233,3 +233,52 @@ def test_worktrees_share_the_store_and_get_their_data(
     refused = git("commit", "-qam", "x", "--allow-empty", cwd=worktree, check=False)
     assert refused.returncode == 1 and "M b.txt" in refused.stderr
     assert (repo / "data" / "b.txt").read_text() == "bravo\n"  # the main worktree's data is untouched
+
+
+def test_pre_push_collects_the_pins_of_every_pushed_commit(repo: Path, run_cli: Cli, tmp_path: Path) -> None:
+    from refstore.api import githooks
+    from refstore.api.workspace import open_workspace
+
+    git("init", "-q", "--bare", str(tmp_path / "remote.git"), cwd=tmp_path)
+    git("remote", "add", "origin", str(tmp_path / "remote.git"), cwd=repo)
+    git("push", "-q", "origin", "main", cwd=repo, env=SKIP)  # v0 is already on the remote
+    pushed_before = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    for content in ("one\n", "two\n"):
+        (repo / "data" / "a.txt").write_text(content)
+        run_cli("track", "data")
+        git("commit", "-qam", f"data {content}", cwd=repo, env=SKIP)
+    head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    ws = open_workspace()
+    try:
+        line = f"refs/heads/main {head} refs/heads/main {pushed_before}"
+        assert [p.version for p in githooks.pushed_pins(ws, [line])] == ["v1", "v2"]
+        new_branch = f"refs/heads/main {head} refs/heads/topic {'0' * 40}"  # only what no remote branch has
+        assert [p.version for p in githooks.pushed_pins(ws, [new_branch])] == ["v1", "v2"]
+        deletion = f"(delete) {'0' * 40} refs/heads/old {head}"
+        assert githooks.pushed_pins(ws, [deletion]) == []
+        # this refstore has no remotes configured: the hook lets the push through and says nothing
+        assert githooks.pre_push(ws, "origin", [line]) == githooks.HookReport(True, [])
+    finally:
+        ws.store.close()
+    assert githooks.choose_remote(["backup", "origin"], "github") == "origin"
+    assert githooks.choose_remote(["github", "origin"], "github") == "github"
+    assert githooks.choose_remote(["only"], "github") == "only"
+    assert githooks.choose_remote(["a", "b"], "github") is None
+
+
+def test_a_hook_whose_interpreter_is_gone_says_how_to_fix_it(repo: Path, run_cli: Cli) -> None:
+    from refstore.api import githooks
+    from refstore.api.workspace import open_workspace
+
+    ws = open_workspace()
+    try:
+        githooks.install(ws, python="/nonexistent/python3")
+    finally:
+        ws.store.close()
+    env = {"PATH": "/usr/bin:/bin"}  # no refstore script on it
+    refused = git("commit", "-qm", "x", "--allow-empty", cwd=repo, check=False, env=env)
+    assert refused.returncode == 1
+    assert "cannot run refstore (/nonexistent/python3 is gone, no refstore on PATH)" in refused.stderr
+    assert "run 'refstore hooks install' again" in refused.stderr
+    moved = git("checkout", "-q", "-b", "other", cwd=repo, check=False, env=env)
+    assert moved.returncode == 0  # post-checkout warns but never fails
