@@ -282,3 +282,13 @@ def test_a_hook_whose_interpreter_is_gone_says_how_to_fix_it(repo: Path, run_cli
     assert "run 'refstore hooks install' again" in refused.stderr
     moved = git("checkout", "-q", "-b", "other", cwd=repo, check=False, env=env)
     assert moved.returncode == 0  # post-checkout warns but never fails
+
+
+def test_post_checkout_keeps_a_chained_hooks_status_and_still_updates_data(repo: Path, run_cli: Cli) -> None:
+    write_hook(repo, "post-checkout.pre-refstore", "exit 5\n")  # as if it was there before 'hooks install'
+    (repo / "data" / "a.txt").write_text("second\n")
+    run_cli("track", "data")
+    git("commit", "-qam", "data v1", cwd=repo, env=SKIP)
+    moved = git("checkout", "-q", "HEAD~1", cwd=repo, check=False)
+    assert moved.returncode == 5  # git reports the chained hook's status, as before refstore was installed
+    assert (repo / "data" / "a.txt").read_text() == "alpha\n"

@@ -92,7 +92,10 @@ def status(state: Context, paths: tuple[str, ...], as_json: bool, exit_code: boo
     """
     from refstore.api.workspace import Workspace
 
-    results = Workspace(state.store()).status(paths)
+    ws = Workspace(state.store())
+    results = ws.status(paths)
+    if not results and not as_json:
+        click.echo(f"nothing tracked ({ws.lock.path.name} has no entries); use 'refstore track PATH'", err=True)
     if as_json:
         emit_json([r.as_dict() for r in results])
     else:
@@ -182,8 +185,9 @@ def hooks_run(state: Context, hook: str, args: tuple[str, ...]) -> None:
         try:
             previous, new, flag = [*args, "", "", "1"][:3]
             report = githooks.post_checkout(ws, previous, new, flag)
-        except RefstoreError as exc:  # never fail a checkout of code
-            report = githooks.HookReport(True, [f"refstore: warning: data not updated: {exc.message}"])
+        except Exception as exc:  # git checkout exits with this hook's status: never fail a checkout of code
+            message = exc.message if isinstance(exc, RefstoreError) else f"{type(exc).__name__}: {exc}"
+            report = githooks.HookReport(True, [f"refstore: warning: data not updated: {message}"])
     else:
         git_remote = args[0] if args else "origin"
         report = githooks.pre_push(ws, git_remote, sys.stdin.read().splitlines())

@@ -53,6 +53,15 @@ fi
 run_refstore "$@"
 """
 
+# post-checkout: the hook's exit status becomes git checkout's, so refstore's part never changes it.
+_BODY_POST_CHECKOUT = """status=0
+if [ -x "$chained" ]; then
+    "$chained" "$@" || status=$?
+fi
+[ "${{{skip}:-}}" = 1 ] || run_refstore "$@" || true
+exit $status
+"""
+
 # pre-push receives the refs on stdin: keep them for both the chained hook and refstore.
 _BODY_STDIN = """input=$(cat)
 feed() {{ [ -n "$input" ] && printf '%s\\n' "$input"; }}
@@ -66,7 +75,8 @@ feed | run_refstore "$@"
 
 def script(hook: str, python: str) -> str:
     """The text of hook ``hook``; post-checkout never fails (a code checkout must not fail because of data)."""
-    body = (_BODY_STDIN if hook == "pre-push" else _BODY_PLAIN).format(skip=SKIP_ENV)
+    bodies = {"pre-push": _BODY_STDIN, "post-checkout": _BODY_POST_CHECKOUT}
+    body = bodies.get(hook, _BODY_PLAIN).format(skip=SKIP_ENV)
     return _TEMPLATE.format(
         marker=MARKER,
         skip=SKIP_ENV,

@@ -30,7 +30,7 @@ from refstore.services.gitpin import Pin
 from refstore.services.ingest import WORKERS
 
 log = logging.getLogger(__name__)
-SKIP_NAMES = frozenset({STORE_DIRNAME, ".git"})
+SKIP_NAMES = frozenset({STORE_DIRNAME})  # the same rule as ingest.scan_dir, so track and status agree
 
 CLEAN, MODIFIED, MISSING, UNKNOWN = "clean", "modified", "missing", "unknown"
 
