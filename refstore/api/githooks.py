@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from refstore.api.workspace import Workspace, _remote_names
+from refstore.api.workspace import Workspace, remote_names
 from refstore.errors import RefstoreError
 from refstore.services import hooks
 from refstore.services.gitpin import ATTRIBUTES_LINE, LOCK_NAME, Pin, ensure_line, parse
@@ -185,7 +185,7 @@ def pre_push(ws: Workspace, git_remote: str, updates: Sequence[str]) -> HookRepo
     if skipped():
         return report
     push: Callable[..., Any] | None = getattr(ws.store, "push", None)
-    names = _remote_names(ws.store) if push is not None else []
+    names = remote_names(ws.store) if push is not None else []
     if not names:
         log.debug("no refstore remote configured; pinned data stays local")
         return report

@@ -18,6 +18,7 @@ from typing import Any
 from refstore.api.artifact import Artifact, ArtifactVersion
 from refstore.api.store import Store
 from refstore.core.paths import safe_join
+from refstore.core.repo import Repository
 from refstore.errors import ConflictError, NotFoundError, RefstoreError, UsageError
 from refstore.services import checkout, versions
 from refstore.services.gitpin import ATTRIBUTES_LINE, LOCK_NAME, LockFile, Pin, check_lock_path, ensure_line, ignore_line
@@ -54,7 +55,7 @@ class CheckoutOutcome:
         }
 
 
-def _remote_names(store: Store) -> list[str]:
+def remote_names(store: Store) -> list[str]:
     """Names of the store's remotes, if this refstore has remotes (they are optional)."""
     if not hasattr(store, "remotes"):
         return []
@@ -75,7 +76,7 @@ class Workspace:
         self.lock = LockFile(self.root)
 
     @property
-    def repo(self) -> Any:
+    def repo(self) -> Repository:
         return self.store.repo
 
     # -- paths -------------------------------------------------------------
@@ -230,7 +231,7 @@ class Workspace:
         """Try each remote (when this refstore has remotes) for a pinned version missing here."""
         if not hasattr(self.store, "pull"):
             return False
-        for remote in _remote_names(self.store):
+        for remote in remote_names(self.store):
             try:
                 self.store.pull(remote, [pin.spec])
                 return True

@@ -137,13 +137,17 @@ def checkout(state: Context, paths: tuple[str, ...], force: bool, link: str, as_
 
 @click.group()
 def hooks() -> None:
-    """Install or remove refstore's git hooks (pre-commit, post-checkout, pre-push) and lock merge driver."""
+    """Install, remove or run refstore's git hooks (see docs/git.md)."""
 
 
 @hooks.command("install")
 @pass_state
 def hooks_install(state: Context) -> None:
-    """Install the hooks; existing hooks are kept and run first. Bypass: REFSTORE_SKIP_HOOKS=1."""
+    """Install pre-commit, post-checkout and pre-push hooks and the refstore.lock merge driver.
+
+    Hooks already there are kept and run first (uninstall restores them).
+    Bypass: REFSTORE_SKIP_HOOKS=1 git ..., or git commit/push --no-verify.
+    """
     from refstore.api import githooks
     from refstore.api.workspace import Workspace
 
