@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from refstore.api.workspace import Workspace, remote_names
+from refstore.api.workspace import Workspace, push_spec, remote_names
 from refstore.errors import RefstoreError
 from refstore.services import hooks
 from refstore.services.gitpin import ATTRIBUTES_LINE, LOCK_NAME, Pin, ensure_line, parse
@@ -196,7 +196,13 @@ def pre_push(ws: Workspace, git_remote: str, updates: Sequence[str]) -> HookRepo
             f"named {git_remote!r} or 'origin'; push with 'refstore push REMOTE'"
         )
         return report
-    specs = [pin.spec for pin in pushed_pins(ws, updates)]
+    specs: list[str] = []
+    for pin in pushed_pins(ws, updates):
+        try:
+            specs.append(push_spec(ws.repo, pin))
+        except RefstoreError:
+            report.lines.append(f"refstore: warning: {pin.display} pins {pin.label}, which this store does not have; not pushed")
+    specs = sorted(set(specs))
     if not specs or push is None:
         return report
     try:

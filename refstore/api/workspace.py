@@ -56,13 +56,20 @@ class CheckoutOutcome:
 
 
 def remote_names(store: Store) -> list[str]:
-    """Names of the store's remotes, if this refstore has remotes (they are optional)."""
+    """Names of the store's remotes, when this refstore has remotes (an optional feature)."""
     if not hasattr(store, "remotes"):
         return []
-    found = store.remotes()
-    if isinstance(found, dict):
-        return [str(name) for name in found]
-    return [str(getattr(item, "name", item)) for item in found]
+    names: list[str] = []
+    for item in store.remotes():
+        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", item)
+        names.append(str(name))
+    return names
+
+
+def push_spec(repo: Repository, pin: Pin) -> str:
+    """The ``project/name:vN`` remotes push: this store's number for the pinned content (numbers are per store)."""
+    record = versions.resolve(repo, pin.spec)
+    return f"{record.project}/{record.name}:v{record.number}"
 
 
 class Workspace:
@@ -228,15 +235,22 @@ class Workspace:
         return CheckoutOutcome(pin, "updated", written, removed)
 
     def fetch_pin(self, pin: Pin) -> bool:
-        """Try each remote (when this refstore has remotes) for a pinned version missing here."""
-        if not hasattr(self.store, "pull"):
+        """Try each remote (when this refstore has remotes) for a pinned version missing here.
+
+        Remotes pull by artifact name (metadata; bytes come on download through
+        the remote's fetcher), so pull the artifact and check the pinned digest arrived.
+        """
+        pull: Callable[..., Any] | None = getattr(self.store, "pull", None)
+        if pull is None:
             return False
         for remote in remote_names(self.store):
             try:
-                self.store.pull(remote, [pin.spec])
+                pull(remote, [pin.artifact])
+            except RefstoreError as exc:
+                log.warning("could not pull %s from remote %s: %s", pin.artifact, remote, exc)
+                continue
+            if self.repo.db.scalar("SELECT 1 FROM trees WHERE digest = ?", (pin.digest,)) is not None:
                 return True
-            except (RefstoreError, TypeError) as exc:
-                log.warning("could not pull %s from remote %s: %s", pin.spec, remote, exc)
         return False
 
 
