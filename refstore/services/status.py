@@ -25,7 +25,7 @@ from refstore.core.location import STORE_DIRNAME
 from refstore.core.repo import Repository
 from refstore.core.statcache import StatKey, stat_key
 from refstore.core.tree import Entry, walk
-from refstore.errors import NotFoundError, RefstoreError
+from refstore.errors import IntegrityError, NotFoundError, RefstoreError
 from refstore.services.gitpin import Pin
 from refstore.services.ingest import WORKERS
 
@@ -85,7 +85,7 @@ def pinned_entries(repo: Repository, pin: Pin) -> dict[str, Entry]:
     if not pin.is_dir:
         name = pin.path.rsplit("/", 1)[-1]
         if set(entries) != {name}:
-            raise NotFoundError(
+            raise IntegrityError(
                 f"{pin.display} is pinned as a file but {pin.spec} holds {len(entries)} entries; "
                 f"re-run 'refstore track {pin.display}'"
             )
@@ -132,7 +132,12 @@ def compare(repo: Repository, root: Path, pin: Pin, *, want_digests: bool = Fals
     try:
         expected = pinned_entries(repo, pin)
     except NotFoundError as exc:
-        return PathStatus(pin, UNKNOWN, detail=exc.message)
+        log.debug("pin %s: %s", pin.display, exc.message)
+        return PathStatus(
+            pin,
+            UNKNOWN,
+            detail=f"{pin.label} is not in this store; 'refstore checkout {pin.display}' pulls it when a remote is configured",
+        )
     started_ns = time.time_ns()
     on_disk, note = scan(root, pin)
     base = checkout_base(root, pin)
