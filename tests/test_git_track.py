@@ -201,3 +201,10 @@ def test_outside_git_the_lock_lives_beside_the_store(workdir: Path, run_cli: Cli
     assert [p.display for p in LockFile(workdir).read()] == ["data/"]
     assert not (workdir / "data" / "refstore.lock").exists() and not (workdir / ".gitignore").exists()
     assert status(run_cli)[0]["state"] == "clean"
+
+
+def test_a_path_reached_through_a_symlink_is_inside_the_workspace(repo: Path, run_cli: Cli, tmp_path: Path) -> None:
+    link = tmp_path / "link-to-repo"
+    link.symlink_to(repo)
+    run_cli("track", str(link / "data"), "--name", "mnist")
+    assert [p.display for p in LockFile(repo).read()] == ["data/"]

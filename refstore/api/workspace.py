@@ -90,10 +90,16 @@ class Workspace:
     def relative(self, path: str | os.PathLike[str]) -> str:
         """A user's path (relative to the cwd) as a path relative to the workspace root."""
         absolute = Path(os.path.abspath(path))
-        try:
-            rel = absolute.relative_to(self.root).as_posix()
-        except ValueError:
-            raise UsageError(f"{path} is outside the workspace {self.root}; track paths inside it") from None
+        # git reports the root with symlinks resolved; the cwd may reach it through one
+        resolved = Path(os.path.realpath(absolute.parent), absolute.name)
+        for candidate, root in ((absolute, self.root), (resolved, Path(os.path.realpath(self.root)))):
+            try:
+                rel = candidate.relative_to(root).as_posix()
+                break
+            except ValueError:
+                continue
+        else:
+            raise UsageError(f"{path} is outside the workspace {self.root}; track paths inside it")
         if rel in ("", "."):
             raise UsageError(f"cannot track the workspace root {self.root} itself; track a directory inside it")
         first = rel.split("/", 1)[0]
