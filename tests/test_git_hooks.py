@@ -292,3 +292,25 @@ def test_post_checkout_keeps_a_chained_hooks_status_and_still_updates_data(repo:
     moved = git("checkout", "-q", "HEAD~1", cwd=repo, check=False)
     assert moved.returncode == 1  # git reports the chained hook's failure, as before refstore was installed
     assert (repo / "data" / "a.txt").read_text() == "alpha\n"
+
+
+def test_hooks_go_where_core_hooks_path_says(tmp_path: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = init_repo(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    run_cli("init")
+    git("config", "core.hooksPath", ".githooks", cwd=root)
+    run_cli("hooks", "install")
+    for name in ("pre-commit", "post-checkout", "pre-push"):
+        script = root / ".githooks" / name
+        assert script.stat().st_mode & stat.S_IXUSR and "# refstore-hook 1" in script.read_text()
+    assert not (root / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_hooks_without_a_store_warn_and_let_git_proceed(tmp_path: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = init_repo(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    for hook in ("pre-commit", "post-checkout"):
+        result = run_cli("hooks", "run", hook, expect=0)
+        assert result.stderr.startswith(f"refstore: warning: {hook} hook skipped: no refstore store in ")
+    run_cli("hooks", "install", expect=3)  # installing needs a store: one line, nothing written
+    assert not (root / ".git" / "hooks" / "pre-commit").exists()
