@@ -300,7 +300,7 @@ def test_hooks_go_where_core_hooks_path_says(tmp_path: Path, run_cli: Cli, monke
     run_cli("init")
     git("config", "core.hooksPath", ".githooks", cwd=root)
     run_cli("hooks", "install")
-    for name in ("pre-commit", "post-checkout", "pre-push"):
+    for name in ("pre-commit", "post-checkout", "post-merge", "pre-push"):
         script = root / ".githooks" / name
         assert script.stat().st_mode & stat.S_IXUSR and "# refstore-hook 1" in script.read_text()
     assert not (root / ".git" / "hooks" / "pre-commit").exists()
@@ -314,3 +314,15 @@ def test_hooks_without_a_store_warn_and_let_git_proceed(tmp_path: Path, run_cli:
         assert result.stderr.startswith(f"refstore: warning: {hook} hook skipped: no refstore store in ")
     run_cli("hooks", "install", expect=3)  # installing needs a store: one line, nothing written
     assert not (root / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_post_merge_updates_the_data_after_a_merge_or_pull(repo: Path, run_cli: Cli) -> None:
+    git("checkout", "-q", "-b", "x", cwd=repo)
+    (repo / "data" / "a.txt").write_text("from x\n")
+    run_cli("track", "data")
+    git("commit", "-qam", "data v1 on x", cwd=repo, env=SKIP)
+    git("checkout", "-q", "main", cwd=repo)
+    assert (repo / "data" / "a.txt").read_text() == "alpha\n"
+    merged = git("merge", "-q", "x", cwd=repo)  # a fast-forward, as 'git pull' often is
+    assert "refstore: data/ -> default/mnist:v1" in merged.stderr
+    assert (repo / "data" / "a.txt").read_text() == "from x\n"

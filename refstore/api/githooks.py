@@ -1,9 +1,9 @@
-"""What each git hook does: pre-commit, post-checkout, pre-push.
+"""What each git hook does: pre-commit, post-checkout, post-merge, pre-push.
 
 A hook returns a :class:`HookReport` (whether git may go on, and lines for
 stderr); the CLI prints it. The rules: pre-commit refuses data the lock does
-not record; post-checkout never fails a checkout of code (problems become
-warnings); pre-push pushes the pinned versions when a remote is configured
+not record; post-checkout (and post-merge, after ``git pull``) never fails
+git (problems become warnings); pre-push pushes the pinned versions when a remote is configured
 and stops the push if that fails, so no pushed commit names data nobody can get.
 """
 
@@ -152,6 +152,11 @@ def post_checkout(ws: Workspace, previous: str, new: str, branch_flag: str = "1"
     if any(line.startswith("refstore: warning") for line in report.lines):
         report.lines.append("refstore: the checkout of your code succeeded; fix the data above and run 'refstore checkout'")
     return report
+
+
+def post_merge(ws: Workspace) -> HookReport:
+    """After a merge or ``git pull``: materialise the pins that changed since ``ORIG_HEAD``."""
+    return post_checkout(ws, "ORIG_HEAD", "HEAD")
 
 
 # -- pre-push --------------------------------------------------------------------

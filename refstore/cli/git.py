@@ -143,7 +143,7 @@ def hooks() -> None:
 @hooks.command("install")
 @pass_state
 def hooks_install(state: Context) -> None:
-    """Install pre-commit, post-checkout and pre-push hooks and the refstore.lock merge driver.
+    """Install pre-commit, post-checkout, post-merge and pre-push hooks and the refstore.lock merge driver.
 
     Hooks already there are kept and run first (uninstall restores them).
     Bypass: REFSTORE_SKIP_HOOKS=1 git ..., or git commit/push --no-verify.
@@ -167,7 +167,7 @@ def hooks_uninstall(state: Context) -> None:
 
 
 @hooks.command("run", context_settings={"ignore_unknown_options": True})
-@click.argument("hook", type=click.Choice(["pre-commit", "post-checkout", "pre-push"]))
+@click.argument("hook", type=click.Choice(["pre-commit", "post-checkout", "post-merge", "pre-push"]))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_state
 def hooks_run(state: Context, hook: str, args: tuple[str, ...]) -> None:
@@ -185,10 +185,13 @@ def hooks_run(state: Context, hook: str, args: tuple[str, ...]) -> None:
         return
     if hook == "pre-commit":
         report = githooks.pre_commit(ws)
-    elif hook == "post-checkout":
+    elif hook in ("post-checkout", "post-merge"):
         try:
-            previous, new, flag = [*args, "", "", "1"][:3]
-            report = githooks.post_checkout(ws, previous, new, flag)
+            if hook == "post-merge":
+                report = githooks.post_merge(ws)
+            else:
+                previous, new, flag = [*args, "", "", "1"][:3]
+                report = githooks.post_checkout(ws, previous, new, flag)
         except Exception as exc:  # git checkout exits with this hook's status: never fail a checkout of code
             message = exc.message if isinstance(exc, RefstoreError) else f"{type(exc).__name__}: {exc}"
             report = githooks.HookReport(True, [f"refstore: warning: data not updated: {message}"])

@@ -21,7 +21,8 @@ from refstore.errors import ConflictError
 from refstore.services.gitpin import LOCK_NAME
 from refstore.services.gitutil import run_git
 
-HOOKS = ("pre-commit", "post-checkout", "pre-push")
+HOOKS = ("pre-commit", "post-checkout", "post-merge", "pre-push")
+NEVER_FAIL = ("post-checkout", "post-merge")  # their exit status becomes the git command's
 MARKER = "# refstore-hook 1"
 CHAINED_SUFFIX = ".pre-refstore"
 SKIP_ENV = "REFSTORE_SKIP_HOOKS"
@@ -53,7 +54,7 @@ fi
 run_refstore "$@"
 """
 
-# post-checkout: the hook's exit status becomes git checkout's, so refstore's part never changes it.
+# post-checkout, post-merge: the hook's exit status becomes git's, so refstore's part never changes it.
 _BODY_POST_CHECKOUT = """status=0
 if [ -x "$chained" ]; then
     "$chained" "$@" || status=$?
@@ -74,8 +75,8 @@ feed | run_refstore "$@"
 
 
 def script(hook: str, python: str) -> str:
-    """The text of hook ``hook``; post-checkout never fails (a code checkout must not fail because of data)."""
-    bodies = {"pre-push": _BODY_STDIN, "post-checkout": _BODY_POST_CHECKOUT}
+    """The text of hook ``hook``; post-checkout and post-merge never fail (code must not fail because of data)."""
+    bodies = {"pre-push": _BODY_STDIN, "post-checkout": _BODY_POST_CHECKOUT, "post-merge": _BODY_POST_CHECKOUT}
     body = bodies.get(hook, _BODY_PLAIN).format(skip=SKIP_ENV)
     return _TEMPLATE.format(
         marker=MARKER,
@@ -83,7 +84,7 @@ def script(hook: str, python: str) -> str:
         hook=hook,
         python=shlex.quote(python),
         suffix=CHAINED_SUFFIX,
-        missing_status=0 if hook == "post-checkout" else 1,
+        missing_status=0 if hook in NEVER_FAIL else 1,
         body=body,
     )
 
