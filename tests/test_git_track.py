@@ -208,3 +208,9 @@ def test_a_path_reached_through_a_symlink_is_inside_the_workspace(repo: Path, ru
     link.symlink_to(repo)
     run_cli("track", str(link / "data"), "--name", "mnist")
     assert [p.display for p in LockFile(repo).read()] == ["data/"]
+
+
+def test_track_warns_when_git_also_tracks_the_files(repo: Path, run_cli: Cli) -> None:
+    git("add", "data/a.txt", cwd=repo)
+    result = run_cli("track", "data", "--name", "mnist")
+    assert "refstore: warning: git also tracks 1 file(s) under data/; run 'git rm -r --cached data/'" in result.stderr
