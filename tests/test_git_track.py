@@ -214,3 +214,30 @@ def test_track_warns_when_git_also_tracks_the_files(repo: Path, run_cli: Cli) ->
     git("add", "data/a.txt", cwd=repo)
     result = run_cli("track", "data", "--name", "mnist")
     assert "refstore: warning: git also tracks 1 file(s) under data/; run 'git rm -r --cached data/'" in result.stderr
+
+
+def test_concurrent_tracks_of_different_paths_keep_both_pins(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    names = [f"set{i}" for i in range(4)]
+    for name in names:
+        make_old_tree(repo / name, {f"f{j}.txt": f"{name} {j}\n" for j in range(20)})
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "refstore", "track", name, "--name", name],
+            cwd=repo,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert sorted(p.path for p in LockFile(repo).read()) == names
+    assert sorted((repo / ".gitignore").read_text().split()) == [f"/{n}/" for n in names]

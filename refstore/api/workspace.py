@@ -139,10 +139,7 @@ class Workspace:
         rel = self.relative(path)
         pins = self.pins()
         previous = next((p for p in pins if p.path == rel), None)
-        others = [p for p in pins if p.path != rel]
-        for other in others:
-            if rel.startswith(other.path + "/") or other.path.startswith(rel + "/"):
-                raise UsageError(f"{rel} overlaps tracked {other.display}; track one or the other")
+        self._check_overlap(rel, pins)
         target = self.root / rel
         if not target.exists():
             raise UsageError(f"{path}: no such file or directory; check the path")
@@ -160,14 +157,22 @@ class Workspace:
             artifact.add_file(target, name=target.name)
         version = self.store.log_artifact(artifact, aliases=aliases, progress=progress)
         pin = Pin(rel, is_dir, f"{version.project}/{version.name}", version.version, version.digest)
-        self.lock.write([*others, pin])
         ignored = False
-        committed: list[str] = []
-        if self.in_git:
-            ignored = ensure_line(self.root / ".gitignore", ignore_line(pin))
-            ensure_line(self.root / ".gitattributes", ATTRIBUTES_LINE)
-            committed = ls_files(self.root, pin.display)
+        with self.lock.editing(self.store.path):  # another track may have pinned a path meanwhile
+            current = self.pins()
+            self._check_overlap(rel, current)
+            self.lock.write([*(p for p in current if p.path != rel), pin])
+            if self.in_git:
+                ignored = ensure_line(self.root / ".gitignore", ignore_line(pin))
+                ensure_line(self.root / ".gitattributes", ATTRIBUTES_LINE)
+        committed = ls_files(self.root, pin.display) if self.in_git else []
         return TrackResult(pin, version, previous, ignored, committed)
+
+    @staticmethod
+    def _check_overlap(rel: str, pins: Sequence[Pin]) -> None:
+        for other in pins:
+            if other.path != rel and (rel.startswith(other.path + "/") or other.path.startswith(rel + "/")):
+                raise UsageError(f"{rel} overlaps tracked {other.display}; track one or the other")
 
     def _existing_type(self, name: str) -> str | None:
         try:
@@ -178,7 +183,8 @@ class Workspace:
     def untrack(self, path: str | os.PathLike[str]) -> Pin:
         """Drop a path from the lock (its data and versions stay)."""
         pin = self.select([path])[0]
-        self.lock.write(p for p in self.pins() if p.path != pin.path)
+        with self.lock.editing(self.store.path):
+            self.lock.write(p for p in self.pins() if p.path != pin.path)
         return pin
 
     # -- status --------------------------------------------------------------

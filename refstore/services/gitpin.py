@@ -21,10 +21,12 @@ conflict markers around that entry only.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from refstore.core.paths import normalize
 from refstore.errors import ConflictError, FormatError, UsageError
 
 LOCK_NAME = "refstore.lock"
+GUARD_NAME = "lockfile.guard"
 FORMAT = 1
 HEADER = (
     f"# {LOCK_NAME} {FORMAT} - data pinned by this commit; written by 'refstore track', merged by 'refstore lock-merge'\n"
@@ -165,6 +168,20 @@ class LockFile:
         except FileNotFoundError:
             return []
         return parse(text, str(self.path))
+
+    @contextmanager
+    def editing(self, guard_dir: Path) -> Iterator[None]:
+        """Serialise read-modify-write of this lock between processes (``guard_dir``: the store directory).
+
+        The lock file is replaced by rename, so the advisory lock is taken on a
+        separate file that never moves.
+        """
+        fd = os.open(guard_dir / GUARD_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def write(self, pins: Iterable[Pin]) -> None:
         """Replace the lock atomically (temp file, fsync, rename)."""
