@@ -152,12 +152,14 @@ class Backend:
         if self.kind == "http":
             return self._list_http(uri)
         found = self.fs.find(path, detail=True, withdirs=False)
+        if isinstance(found, list):  # some backends answer a single object with a list
+            found = {item["name"] if isinstance(item, dict) else item: item for item in found}
         out: dict[str, dict[str, Any]] = {}
         for name, info in found.items():
-            if info.get("type") == "directory":
+            if not isinstance(info, dict):
+                info = self.fs.info(name)
+            if info.get("type") == "directory" or (not info.get("size") and _is_placeholder(name, info)):
                 continue
-            if (name.endswith("/") or info.get("name", "").endswith("/")) and not info.get("size"):
-                continue  # zero-byte "folder" placeholder
             out[name.rstrip("/")] = info
         return out
 
@@ -203,6 +205,16 @@ class Backend:
         if self.kind == "s3" and isinstance(etag, str) and len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
             return etag  # single-part upload: the ETag is the md5 (multipart ones contain '-')
         return None
+
+
+def _is_placeholder(name: str, info: Mapping[str, Any]) -> bool:
+    """A zero-byte "folder" object: a name ending in '/', or Azure's folder metadata."""
+    if name.endswith("/") or str(info.get("name", "")).endswith("/") or str(info.get("Key", "")).endswith("/"):
+        return True
+    metadata = info.get("metadata") or {}
+    return isinstance(metadata, Mapping) and any(
+        str(metadata.get(key, "")).lower() == "true" for key in ("is_directory", "hdi_isfolder")
+    )
 
 
 def open_backend(protocol: str, config_value: str | None) -> Backend:

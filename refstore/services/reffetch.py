@@ -90,18 +90,16 @@ def _stage(repo: Repository, stream: BinaryIO, md5: bool) -> tuple[str, int, Pat
 
 
 def _missing_version(backend: Backend, entry: Entry, name: str, exc: BaseException) -> RefstoreError:
-    """A pinned version is gone: say whether the object was overwritten or deleted."""
+    """A pinned version is gone: say whether the object was overwritten (and how) or deleted."""
     assert entry.ref is not None
-    pinned = "version " + str(entry.ref.get("version_id") or entry.ref.get("generation"))
+    label = "generation" if backend.kind == "gcs" else "version"
+    pinned = f"{label} {entry.ref.get('version_id') or entry.ref.get('generation')}"
     try:
-        now = backend.metadata(backend.info(name))
+        info = backend.info(name)
     except Exception:
         return NotFoundError(f"{entry.path} ({entry.ref['uri']}) was deleted; the recorded {pinned} is gone too")
-    current = now.get("version_id") or now.get("generation")
-    return ChangedError(
-        f"{entry.path} ({entry.ref['uri']}) changed since it was recorded: the recorded {pinned} no longer exists "
-        f"(the object is now at {current}); log the reference again to record the new version"
-    )
+    what = changes(entry, backend.metadata(info), info.get("size"))
+    return _changed(entry, [f"the recorded {pinned} no longer exists", *what])
 
 
 def fetch_remote(repo: Repository, backend: Backend, entry: Entry) -> tuple[str, Path]:
@@ -121,10 +119,7 @@ def fetch_remote(repo: Repository, backend: Backend, entry: Entry) -> tuple[str,
             raise translate(exc, uri) from exc
         if entry.digest is not None and digest != entry.digest:
             temp.unlink(missing_ok=True)
-            raise ChangedError(
-                f"{entry.path} ({uri}) was overwritten since it was recorded (size {entry.size} -> {size}, "
-                f"digest {entry.digest[:12]} -> {digest[:12]}); log the reference again to record the new version"
-            )
+            raise _changed(entry, [f"the file was overwritten (size {entry.size} -> {size}, digest {entry.digest[:12]} -> {digest[:12]})"])
         return digest, temp
     name = backend.strip(uri)
     try:
