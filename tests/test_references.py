@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_refstore
+from conftest import Cli
 from refharness import Harness, make_harness
 
 import refstore
@@ -153,22 +153,17 @@ def test_checksum_false_records_the_uri_alone_and_still_downloads(store: refstor
     assert (out / "a.txt").read_bytes() == b"alpha\n"
 
 
-def test_cli_put_get_verify(h: Harness, workdir: Path) -> None:
+def test_cli_put_get_verify(h: Harness, workdir: Path, run_cli: Cli) -> None:
     files = populate(h)
-    env = h.env
-    run_refstore("init", cwd=workdir, env=env)
-    put = run_refstore("put", "--reference", h.uri() + "/", "--name", "ds", "--json", cwd=workdir, env=env)
+    run_cli("init")
+    put = run_cli("put", "--reference", h.uri() + "/", "--name", "ds", "--json")
     assert json.loads(put.stdout)["files"] == 3
-    again = run_refstore("put", "--reference", h.uri() + "/", "--name", "ds", cwd=workdir, env=env)
-    assert "unchanged" in again.stdout
-    run_refstore("get", "ds", "-o", "out", cwd=workdir, env=env)
+    assert "unchanged" in run_cli("put", "--reference", h.uri() + "/", "--name", "ds").stdout
+    run_cli("get", "ds", "-o", "out")
     assert (workdir / "out" / "sub" / "c.txt").read_bytes() == files["sub/c.txt"]
-    ok = run_refstore("verify", "ds", cwd=workdir, env=env)
-    assert "3 reference(s)" in ok.stdout
+    assert "3 reference(s)" in run_cli("verify", "ds").stdout
+    assert "3 reference(s)" in run_cli("verify", "ds", "--download").stdout
     h.write("sub/c.txt", b"charlie was changed\n")
-    bad = run_refstore("verify", "ds", cwd=workdir, env=env, check=False)
-    if h.versioned:
-        assert bad.returncode == 0
-    else:
-        assert bad.returncode == 6 and "sub/c.txt" in bad.stderr
-        assert len(bad.stderr.strip().splitlines()) == 1
+    bad = run_cli("verify", "ds", expect=0 if h.versioned else 6)
+    if not h.versioned:
+        assert "sub/c.txt" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

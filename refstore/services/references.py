@@ -151,8 +151,9 @@ class RefProblem:
 
 def verify(repo: Repository, entries: Iterable[Entry], *, download: bool = False) -> list[RefProblem]:
     """Re-check reference entries against their backends (metadata only, or bytes with ``download``)."""
-    from refstore.services.reffetch import check_entry
+    from refstore.services.reffetch import Backends, check_entry
 
+    backends = Backends(repo)
     problems: list[RefProblem] = []
     for entry in entries:
         if entry.ref is None:
@@ -161,7 +162,7 @@ def verify(repo: Repository, entries: Iterable[Entry], *, download: bool = False
             problems.append(RefProblem("unchecked", entry.path, "recorded with checksum=False; nothing to compare"))
             continue
         try:
-            check_entry(repo, entry, download=download)
+            check_entry(repo, backends.for_entry(entry), entry, download=download)
         except ChangedError as exc:
             problems.append(RefProblem("changed", entry.path, exc.message))
         except NotFoundError as exc:

@@ -119,7 +119,9 @@ def fetch_remote(repo: Repository, backend: Backend, entry: Entry) -> tuple[str,
             raise translate(exc, uri) from exc
         if entry.digest is not None and digest != entry.digest:
             temp.unlink(missing_ok=True)
-            raise _changed(entry, [f"the file was overwritten (size {entry.size} -> {size}, digest {entry.digest[:12]} -> {digest[:12]})"])
+            raise _changed(
+                entry, [f"the file was overwritten (size {entry.size} -> {size}, digest {entry.digest[:12]} -> {digest[:12]})"]
+            )
         return digest, temp
     name = backend.strip(uri)
     try:
@@ -177,12 +179,7 @@ def fetch_references(repo: Repository, entries: Sequence[Entry]) -> dict[str, st
             todo.append(entry)
     if not todo:
         return provided
-    backends: dict[str, Backend] = {}
-    for entry in todo:
-        assert entry.ref is not None
-        protocol = str(entry.ref["uri"]).split("://", 1)[0].lower() if "://" in str(entry.ref["uri"]) else "file"
-        if protocol not in backends:
-            backends[protocol] = backend_for(repo, protocol)
+    backends = Backends(repo)
     progress = PROGRESS.get()
     errors: list[RefstoreError] = []
     remember: list[tuple[str, str]] = []
@@ -191,10 +188,7 @@ def fetch_references(repo: Repository, entries: Sequence[Entry]) -> dict[str, st
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures: list[tuple[Entry, Future[tuple[str, Path]]]] = []
         for entry in todo:
-            assert entry.ref is not None
-            uri = str(entry.ref["uri"])
-            protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
-            futures.append((entry, pool.submit(fetch_remote, repo, backends[protocol], entry)))
+            futures.append((entry, pool.submit(fetch_remote, repo, backends.for_entry(entry), entry)))
         for entry, future in futures:
             try:
                 digest, temp = future.result()
@@ -220,12 +214,29 @@ def fetch_references(repo: Repository, entries: Sequence[Entry]) -> dict[str, st
     return provided
 
 
-def check_entry(repo: Repository, entry: Entry, *, download: bool = False) -> None:
+def protocol_of(uri: str) -> str:
+    return uri.split("://", 1)[0].lower() if "://" in uri else "file"
+
+
+class Backends:
+    """One backend per protocol for the length of one operation (clients are costly to set up)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._open: dict[str, Backend] = {}
+
+    def for_entry(self, entry: Entry) -> Backend:
+        assert entry.ref is not None
+        protocol = protocol_of(str(entry.ref["uri"]))
+        if protocol not in self._open:
+            self._open[protocol] = backend_for(self.repo, protocol)
+        return self._open[protocol]
+
+
+def check_entry(repo: Repository, backend: Backend, entry: Entry, *, download: bool = False) -> None:
     """Raise unless the reference still matches its recorded metadata (and bytes, with ``download``)."""
     assert entry.ref is not None
     uri = str(entry.ref["uri"])
-    protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
-    backend = backend_for(repo, protocol)
     if backend.kind == "file":
         path = local_path(uri)
         try:
