@@ -50,8 +50,10 @@ COMMANDS: dict[str, str] = {
     "diff": "refstore.cli.artifacts:diff",
     "get": "refstore.cli.artifacts:get",
     "alias": "refstore.cli.artifacts:alias",
+    "rm": "refstore.cli.artifacts:remove_version",
     "verify": "refstore.cli.maintenance:verify",
     "gc": "refstore.cli.maintenance:gc",
+    "demo": "refstore.cli.demo:demo",
 }
 
 
