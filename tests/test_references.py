@@ -20,14 +20,11 @@ from refharness import Harness, make_harness
 import refstore
 from refstore.errors import ChangedError, NotFoundError, UsageError
 
-pytest_plugins = ["servers"]
-
 KINDS = ["file", "s3", "s3-versioned", "gcs", "gcs-versioned", "azure", "http"]
 
 
 @pytest.fixture(params=KINDS)
 def h(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # gcsfs reads it at import
     harness = make_harness(request.param, request, tmp_path)
     for key, value in harness.env.items():
         monkeypatch.setenv(key, value)

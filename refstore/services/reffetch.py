@@ -49,15 +49,16 @@ class _HashingReader:
         self.source = source
         self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
 
-    def readinto(self, view: memoryview) -> int:
-        data = self.source.read(len(view))
-        if not data:
-            return 0
-        count = len(data)
-        view[:count] = data
-        if self.md5 is not None:
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        if data and self.md5 is not None:
             self.md5.update(data)
-        return count
+        return bytes(data or b"")
+
+    def readinto(self, view: memoryview) -> int:
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 def changes(entry: Entry, current: Mapping[str, Any], size: int | None) -> list[str]:
