@@ -108,9 +108,11 @@ def filesystem(protocol: str, options: dict[str, Any]) -> Any:
     try:
         return fsspec.filesystem(protocol, **kwargs)
     except ImportError as exc:
-        package = KNOWN_BACKENDS.get(protocol, (known_implementations.get(protocol, {}).get("class", protocol), ""))
-        extra = package[1] or package[0]
-        raise UsageError(f"storage scheme {protocol!r} needs a package that is not installed; pip install {extra}") from exc
+        if protocol in KNOWN_BACKENDS:
+            hint = f"pip install {KNOWN_BACKENDS[protocol][1]}"
+        else:
+            hint = str(known_implementations.get(protocol, {}).get("err") or f"install the package for {protocol}")
+        raise UsageError(f"storage scheme {protocol!r} needs a package that is not installed: {hint}") from exc
     except (TypeError, ValueError) as exc:
         raise UsageError(f"invalid storage options for {protocol}: {describe(exc)}") from exc
     except Exception as exc:

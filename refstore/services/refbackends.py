@@ -56,8 +56,13 @@ def translate(exc: BaseException, uri: str) -> RefstoreError:
     """A backend exception as one actionable refstore error (never with credentials)."""
     if isinstance(exc, RefstoreError):
         return exc
-    name = type(exc).__name__
     text = corefs.describe(exc)
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        return BackendError(
+            f"cannot reach the server for {uri} ({corefs.describe(unreachable)}); check the endpoint and that it is up"
+        )
+    name = type(exc).__name__
     if isinstance(exc, FileNotFoundError):
         return NotFoundError(f"{uri} does not exist ({text}); check the bucket/container and path")
     if isinstance(exc, PermissionError) or name in ("NoCredentialsError", "PartialCredentialsError", "ClientAuthenticationError"):
@@ -65,16 +70,32 @@ def translate(exc: BaseException, uri: str) -> RefstoreError:
             f"access to {uri} was denied or no credentials were found ({text}); "
             "set the backend's credentials (environment or config file)"
         )
-    if isinstance(exc, (ConnectionError, TimeoutError)) or name in (
+    return BackendError(f"backend request for {uri} failed ({text})")
+
+
+_UNREACHABLE = frozenset(
+    {
         "EndpointConnectionError",
         "ClientConnectorError",
         "ServerDisconnectedError",
         "ServiceRequestError",
         "ConnectTimeoutError",
         "ClientOSError",
-    ):
-        return BackendError(f"cannot reach the server for {uri} ({text}); check the endpoint and that it is up")
-    return BackendError(f"backend request for {uri} failed ({text})")
+        "ConnectionRefusedError",
+    }
+)
+
+
+def _unreachable(exc: BaseException) -> BaseException | None:
+    """The connection failure behind ``exc`` (fsspec's HTTP backend reports one as FileNotFoundError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, TimeoutError)) or type(current).__name__ in _UNREACHABLE:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _text(value: Any) -> str | None:
