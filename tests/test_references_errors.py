@@ -140,7 +140,7 @@ def test_download_when_server_went_away_changes_nothing(
     h.remove("a.txt")
     from refstore.errors import NotFoundError
 
-    with pytest.raises(NotFoundError, match="a.txt"):
+    with pytest.raises(NotFoundError, match=r"a\.txt"):
         version.download(tmp_path / "out")
     assert not (tmp_path / "out" / "a.txt").exists()
     assert list(store.repo.cache.digests()) == []

@@ -109,10 +109,10 @@ def filesystem(protocol: str, options: dict[str, Any]) -> Any:
         return fsspec.filesystem(protocol, **kwargs)
     except ImportError as exc:
         if protocol in KNOWN_BACKENDS:
-            hint = f"pip install {KNOWN_BACKENDS[protocol][1]}"
+            missing = f"pip install {KNOWN_BACKENDS[protocol][1]}"
         else:
-            hint = str(known_implementations.get(protocol, {}).get("err") or f"install the package for {protocol}")
-        raise UsageError(f"storage scheme {protocol!r} needs a package that is not installed: {hint}") from exc
+            missing = str(known_implementations.get(protocol, {}).get("err") or f"install the package for {protocol}")
+        raise UsageError(f"storage scheme {protocol!r} needs a package that is not installed: {missing}") from exc
     except (TypeError, ValueError) as exc:
         raise UsageError(f"invalid storage options for {protocol}: {describe(exc)}") from exc
     except Exception as exc:
