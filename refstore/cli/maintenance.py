@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from refstore.cli.main import Context, emit_json, human_size, progress_bar
-from refstore.errors import IntegrityError
+from refstore.errors import BackendError, IntegrityError
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -95,6 +95,8 @@ def verify_references(version: Any, download: bool, as_json: bool) -> None:
         for problem in problems:
             click.echo(f"{problem.status}\t{problem.path}\t{problem.detail}")
     failed = [p for p in problems if p.status != "unchecked"]
+    if failed and all(p.status == "error" for p in failed):
+        raise BackendError(f"could not re-check {len(failed)} reference(s) of {version.qualified_name}: {failed[0].detail}")
     if failed:
         raise IntegrityError(f"{len(failed)} reference(s) of {version.qualified_name} no longer match: first {failed[0].detail}")
     if not as_json:

@@ -25,7 +25,7 @@ import os
 import posixpath
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from refstore.core import fs as corefs
@@ -120,6 +120,7 @@ class Backend:
     protocol: str
     kind: str
     fs: Any
+    options: dict[str, Any] = field(default_factory=dict)
 
     def strip(self, uri: str) -> str:
         if self.kind == "http":
@@ -172,7 +173,15 @@ class Backend:
         path = self.strip(uri)
         if self.kind == "http":
             return self._list_http(uri)
-        found = self.fs.find(path, detail=True, withdirs=False)
+        try:
+            found = self.fs.find(path, detail=True, withdirs=False)
+        except PermissionError:
+            if self.kind != "s3" or not self.options.get("version_aware"):
+                raise
+            # no s3:ListBucketVersions: list current objects only (no version ids recorded)
+            self.options = {**self.options, "version_aware": False}
+            self.fs = corefs.filesystem(self.protocol, self.options)
+            found = self.fs.find(path, detail=True, withdirs=False)
         if isinstance(found, list):  # some backends answer a single object with a list
             found = {item["name"] if isinstance(item, dict) else item: item for item in found}
         out: dict[str, dict[str, Any]] = {}
@@ -246,7 +255,7 @@ def open_backend(protocol: str, config_value: str | None) -> Backend:
         options.setdefault("version_aware", True)
     if kind == "gcs":
         options.setdefault("version_aware", True)
-    return Backend(protocol, kind, corefs.filesystem(protocol, options))
+    return Backend(protocol, kind, corefs.filesystem(protocol, options), options)
 
 
 def backend_for(repo: Repository, protocol: str) -> Backend:
