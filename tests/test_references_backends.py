@@ -172,3 +172,24 @@ def test_version_flag_does_not_import_fsspec(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_any_fsspec_url_with_a_listing_works(store: refstore.Store, tmp_path: Path) -> None:
+    """memory:// stands for every other fsspec backend: listed with find, fetched with open, size-checked."""
+    import fsspec
+
+    root = f"/refs-{tmp_path.name}"
+    fs = fsspec.filesystem("memory")
+    fs.pipe({f"{root}/a": b"alpha", f"{root}/d/b": b"bravo!"})
+    art = refstore.Artifact("mem")
+    art.add_reference(f"memory://{root}/")
+    version = store.log_artifact(art)
+    assert [(e.path, e.size) for e in version.files()] == [("a", 5), ("d/b", 6)]
+    out = version.download(tmp_path / "out")
+    assert (out / "d" / "b").read_bytes() == b"bravo!"
+    fs.pipe_file(f"{root}/a", b"alpha, longer")
+    fs.rm(f"{root}/d/b")
+    for digest in list(store.repo.cache.digests()):
+        store.repo.cache.remove(digest)
+    with pytest.raises(ChangedError, match=r"^a \(memory://.*size 5 -> 13.*\(and 1 more reference\(s\) failed\)"):
+        version.download(tmp_path / "again")
