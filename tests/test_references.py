@@ -156,11 +156,14 @@ def test_cli_put_get_verify(h: Harness, workdir: Path, run_cli: Cli) -> None:
     put = run_cli("put", "--reference", h.uri() + "/", "--name", "ds", "--json")
     assert json.loads(put.stdout)["files"] == 3
     assert "unchanged" in run_cli("put", "--reference", h.uri() + "/", "--name", "ds").stdout
+    shown = json.loads(run_cli("show", "ds", "--json").stdout)["entries"]
+    assert [(e["path"], e["ref"]["uri"]) for e in shown] == [(p, h.uri(p)) for p in sorted(files)]
     run_cli("get", "ds", "-o", "out")
     assert (workdir / "out" / "sub" / "c.txt").read_bytes() == files["sub/c.txt"]
     assert "3 reference(s)" in run_cli("verify", "ds").stdout
     assert "3 reference(s)" in run_cli("verify", "ds", "--download").stdout
     h.write("sub/c.txt", b"charlie was changed\n")
-    bad = run_cli("verify", "ds", expect=0 if h.versioned else 6)
+    bad = run_cli("verify", "ds", "--json", expect=0 if h.versioned else 6)
     if not h.versioned:
+        assert [(p["status"], p["path"]) for p in json.loads(bad.stdout)] == [("changed", "sub/c.txt")]
         assert "sub/c.txt" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
