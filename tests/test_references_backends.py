@@ -193,3 +193,35 @@ def test_any_fsspec_url_with_a_listing_works(store: refstore.Store, tmp_path: Pa
         store.repo.cache.remove(digest)
     with pytest.raises(ChangedError, match=r"^a \(memory://.*size 5 -> 13.*\(and 1 more reference\(s\) failed\)"):
         version.download(tmp_path / "again")
+
+
+def test_unchanged_local_files_are_not_hashed_again(
+    store: refstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """file:// references use the stat cache like stored files: (inode, size, mtime_ns) unchanged -> no read."""
+    from refstore.services import references
+
+    share = tmp_path / "share"
+    share.mkdir()
+    for name in ("a", "b", "c"):
+        (share / name).write_bytes(name.encode() * 100)
+        os.utime(share / name, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))  # older than the racy window
+    reads: list[str] = []
+    real = references.hashing.hash_file
+
+    def counting(path: str | os.PathLike[str], algorithm: str = "xxh3-128") -> tuple[str, int]:
+        reads.append(os.path.basename(path))
+        return real(path, algorithm)
+
+    monkeypatch.setattr(references.hashing, "hash_file", counting)
+    art = refstore.Artifact("share")
+    art.add_reference(f"file://{share}")
+    first = store.log_artifact(art)
+    assert sorted(reads) == ["a", "b", "c"]
+    reads.clear()
+    (share / "b").write_bytes(b"changed")
+    art = refstore.Artifact("share")
+    art.add_reference(f"file://{share}")
+    second = store.log_artifact(art)
+    assert reads == ["b"] and second.version == "v1"
+    assert [c.path for c in store.diff(f"share:{first.version}", "share:v1")] == ["b"]

@@ -59,7 +59,7 @@ class Store:
         if artifact.is_empty():
             raise UsageError(f"artifact {artifact.name} has no files; add files, a directory or references first")
         try:
-            referenced = references.resolve(self.repo, artifact.reference_requests)  # lists remotes; no lock held
+            referenced, ref_stat_rows = references.resolve(self.repo, artifact.reference_requests)  # no lock held
             with self.repo.writing():
                 entries, stat_rows = ingest(self.repo, artifact.local_files, progress)
                 tree = build_tree([*entries, *artifact.prepared_entries, *referenced], self.repo.algorithm)
@@ -72,7 +72,7 @@ class Store:
                     metadata=artifact.metadata,
                     aliases=aliases,
                     run_id=run_id,
-                    stat_rows=stat_rows,
+                    stat_rows=[*stat_rows, *ref_stat_rows],
                 )
         finally:
             artifact.cleanup()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from refstore.core import hashing
 from refstore.core.fs import split_uri
 from refstore.core.paths import normalize
 from refstore.core.repo import Repository
+from refstore.core.statcache import StatKey, stat_key
 from refstore.core.tree import Entry
 from refstore.errors import ChangedError, NotFoundError, RefstoreError, UsageError
 from refstore.services import reffetch  # noqa: F401  (registers the reference fetcher for downloads)
@@ -47,15 +49,22 @@ class ReferenceRequest:
             raise UsageError(f"max_objects must be a positive integer, not {self.max_objects!r}")
 
 
-def resolve(repo: Repository, requests: Sequence[ReferenceRequest]) -> list[Entry]:
-    """Entries for every request; raises before anything is written on any bad input."""
+StatRow = tuple[str, StatKey, str]
+
+
+def resolve(repo: Repository, requests: Sequence[ReferenceRequest]) -> tuple[list[Entry], list[StatRow]]:
+    """Entries for every request, and stat-cache rows for local files hashed on the way.
+
+    Raises before anything is written on any bad input.
+    """
     entries: list[Entry] = []
+    rows: list[StatRow] = []
     for request in requests:
-        entries.extend(resolve_one(repo, request))
-    return entries
+        entries.extend(resolve_one(repo, request, rows))
+    return entries, rows
 
 
-def resolve_one(repo: Repository, request: ReferenceRequest) -> list[Entry]:
+def resolve_one(repo: Repository, request: ReferenceRequest, rows: list[StatRow] | None = None) -> list[Entry]:
     protocol, uri = split_uri(request.uri)
     if not request.checksum:
         base = request.name or posixpath.basename(uri.rstrip("/")) or "reference"
@@ -63,7 +72,7 @@ def resolve_one(repo: Repository, request: ReferenceRequest) -> list[Entry]:
     limit = request.max_objects or DEFAULT_MAX_OBJECTS
     backend = backend_for(repo, protocol)
     if backend.kind == "file":
-        return _resolve_local(repo, request, limit)
+        return _resolve_local(repo, request, limit, rows if rows is not None else [])
     try:
         listed = backend.list(uri)
     except Exception as exc:
@@ -101,8 +110,12 @@ def _check_limit(uri: str, count: int, limit: int) -> None:
         )
 
 
-def _resolve_local(repo: Repository, request: ReferenceRequest, limit: int) -> list[Entry]:
-    """file:// (and NFS mounts): size, mtime_ns and the content digest of every file."""
+def _resolve_local(repo: Repository, request: ReferenceRequest, limit: int, rows: list[StatRow]) -> list[Entry]:
+    """file:// (and NFS mounts): size, mtime_ns and the content digest of every file.
+
+    Files unchanged since they were last hashed (same inode, size, mtime_ns in
+    the stat cache) are not read again; newly hashed ones are added to ``rows``.
+    """
     root = local_path(request.uri)
     if os.path.isfile(root):
         files = [(root, posixpath.basename(root))]
@@ -119,9 +132,22 @@ def _resolve_local(repo: Repository, request: ReferenceRequest, limit: int) -> l
     else:
         raise NotFoundError(f"{request.uri} does not exist; check the path (is the share mounted?)")
     _check_limit(request.uri, len(files), limit)
+    started_ns = time.time_ns()
+    known = repo.stat_cache.load(root)
     entries = []
     for full, rel in files:
-        digest, size, mtime_ns = hash_local(full, repo.algorithm)
+        try:
+            key = stat_key(os.stat(full))
+        except OSError as exc:
+            raise NotFoundError(f"cannot read file://{full} ({exc.strerror}); check the path and permissions") from exc
+        cached = known.get(full)
+        if cached is not None and cached[0] == key:
+            digest, size, mtime_ns = cached[1], key[1], key[2]
+        else:
+            digest, size, mtime_ns = hash_local(full, repo.algorithm)
+            key = (key[0], size, mtime_ns)
+            if repo.stat_cache.is_safe(key, started_ns):
+                rows.append((full, key, digest))
         ref: dict[str, str | int | None] = {"uri": "file://" + full, "mtime_ns": mtime_ns}
         entries.append(Entry(_entry_path(request.name, rel, single), size, digest, ref))
     return entries
