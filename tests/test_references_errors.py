@@ -159,3 +159,17 @@ def test_bad_storage_options_in_environment(cli_store: Cli, monkeypatch: pytest.
     line = fails(cli_store, 2, "put", "--reference", "s3://bkt/key", "--name", "ds")
     assert "REFSTORE_STORAGE_OPTIONS_S3 is not valid JSON" in line
     store_is_empty(cli_store)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://bucket.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA&X-Amz-Signature=abc",
+        "https://acct.blob.core.windows.net/c/b?sv=2020&sig=abc",
+        "https://user:hunter2@example.org/data.csv",
+    ],
+)
+def test_signed_or_password_uris_are_refused_before_anything_is_stored(cli_store: Cli, uri: str) -> None:
+    line = fails(cli_store, 2, "put", "--reference", uri, "--name", "ds")
+    assert "hunter2" not in line and "abc" not in line.split("refstore: error: ", 1)[1]
+    store_is_empty(cli_store)

@@ -51,6 +51,25 @@ def split_uri(uri: str) -> tuple[str, str]:
     return match.group(1).lower(), uri
 
 
+_SIGNED = re.compile(
+    r"[?&](X-Amz-Signature|X-Amz-Credential|X-Goog-Signature|X-Goog-Credential|sig|signature|token|access_token|api_key)=",
+    re.IGNORECASE,
+)
+
+
+def check_no_credentials(uri: str) -> None:
+    """Refuse a URI that carries a credential (a signed URL, a token, a password), since it would be stored."""
+    match = _SCHEME.match(uri)
+    authority = uri[match.end() :].split("/", 1)[0] if match else ""
+    if "@" in authority and ":" in authority.split("@", 1)[0]:
+        raise UsageError("the URI contains a password (user:password@host); remove it and use the backend's credentials")
+    if _SIGNED.search(uri):
+        raise UsageError(
+            "the URI looks signed or carries a token in its query string, which would be stored in the manifest; "
+            "reference the plain URI and give credentials through the environment"
+        )
+
+
 def describe(exc: BaseException) -> str:
     """One safe line about a backend error: no query strings, signatures or keys."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from refstore.core import hashing
-from refstore.core.fs import split_uri
+from refstore.core.fs import check_no_credentials, split_uri
 from refstore.core.paths import normalize
 from refstore.core.repo import Repository
 from refstore.core.statcache import StatKey, stat_key
@@ -43,6 +43,7 @@ class ReferenceRequest:
         if not isinstance(self.uri, str) or not self.uri.strip():
             raise UsageError("a reference needs a URI such as s3://bucket/prefix or file:///data")
         split_uri(self.uri)
+        check_no_credentials(self.uri)
         if self.name is not None:
             normalize(self.name)
         if self.max_objects is not None and (not isinstance(self.max_objects, int) or self.max_objects < 1):
