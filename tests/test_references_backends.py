@@ -225,3 +225,20 @@ def test_unchanged_local_files_are_not_hashed_again(
     second = store.log_artifact(art)
     assert reads == ["b"] and second.version == "v1"
     assert [c.path for c in store.diff(f"share:{first.version}", "share:v1")] == ["b"]
+
+
+@pytest.mark.parametrize("backend", ["s3-versioned"], indirect=True)
+def test_real_process_reaches_s3_from_the_environment_alone(backend: Harness, workdir: Path) -> None:
+    """A fresh `refstore` process gets endpoint and credentials from AWS_* only; nothing lands in the store."""
+    from conftest import run_refstore
+
+    backend.write("w.bin", b"weights")
+    run_refstore("init", cwd=workdir, env=backend.env)
+    run_refstore("put", "-r", backend.uri("w.bin"), "-n", "model", "-t", "model", cwd=workdir, env=backend.env)
+    backend.write("w.bin", b"newer weights")
+    run_refstore("get", "model", "-o", "out", cwd=workdir, env=backend.env)
+    assert (workdir / "out" / "w.bin").read_bytes() == b"weights"
+    database = b"".join(p.read_bytes() for p in (workdir / ".refstore").glob("refstore.db*"))
+    assert backend.uri("w.bin").encode() in database  # the check below looks at the right bytes
+    for secret in (backend.env["AWS_SECRET_ACCESS_KEY"], backend.env["AWS_ENDPOINT_URL"]):
+        assert secret.encode() not in database
