@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from refstore.api.artifact import Artifact, ArtifactVersion
+from refstore.api.run import Run
 from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
 from refstore.core.tree import Change, build_tree, diff
 from refstore.errors import UsageError
-from refstore.services import maintenance, versions
+from refstore.services import export, lineage, maintenance, runs, versions
 from refstore.services.ingest import ingest
 
 Progress = Callable[[int, int], None]
@@ -101,6 +102,55 @@ class Store:
 
     def remove_alias(self, name: str, alias: str) -> None:
         versions.remove_alias(self.repo, name, alias)
+
+    # -- runs and lineage ----------------------------------------------------
+    def run(
+        self,
+        job_type: str | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        project: str | None = None,
+    ) -> Run:
+        """Start a run (status ``running``); use it in a ``with`` block so it ends finished or failed."""
+        return Run(self, runs.start_run(self.repo, job_type=job_type, name=name, project=project, config=config, tags=tags))
+
+    def get_run(self, run_id: str) -> Run:
+        """An existing run by id (or unique prefix)."""
+        return Run(self, runs.get_run(self.repo, run_id))
+
+    def runs(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        order: str | Sequence[str] | None = "-created_at",
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Run]:
+        """Runs matching a MongoDB-style filter, e.g. ``{"$or": [{"config.lr": 0.01}, {"summary.acc": {"$gt": 0.9}}]}``."""
+        return [Run(self, r) for r in runs.list_runs(self.repo, filter, order, limit, offset)]
+
+    def lineage(self, spec: str, direction: str = "downstream", depth: int | None = None) -> lineage.Graph:
+        """Runs and versions upstream or downstream of ``spec`` (a version spec, or ``run:ID``)."""
+        return lineage.lineage(self.repo, spec, direction, depth)
+
+    def export_runs_csv(self, path: str | os.PathLike[str], filter: Mapping[str, Any] | None = None) -> int:
+        """Write the runs matching ``filter`` to a CSV file (atomically); returns how many."""
+        found = runs.list_runs(self.repo, filter, "created_at")
+        target = Path(path)
+        temp = target.with_name(f".{target.name}.tmp")
+        temp.write_text(export.to_csv(found), encoding="utf-8")
+        os.replace(temp, target)
+        return len(found)
+
+    def runs_dataframe(self, filter: Mapping[str, Any] | None = None) -> Any:
+        """The matching runs as a pandas DataFrame (one row per run, dotted config./summary. columns)."""
+        try:
+            import pandas
+        except ImportError as exc:
+            raise UsageError("runs_dataframe needs pandas; install it with 'pip install pandas'") from exc
+        columns, rows = export.flat_rows(runs.list_runs(self.repo, filter, "created_at"))
+        return pandas.DataFrame(rows, columns=columns)
 
     # -- maintenance ---------------------------------------------------------
     def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:
