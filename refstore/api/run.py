@@ -148,8 +148,8 @@ class Run:
         runs.set_tags(self.store.repo, self.id, add=tags)
         self.refresh()
 
-    def finish(self, status: str = "finished") -> None:
-        """End the run now (``finished`` or ``failed``)."""
+    def finish(self, status: str = "finished", summary: Mapping[str, Any] | None = None) -> None:
+        """End the run now (``finished`` or ``failed``), merging ``summary`` into its summary."""
         if status not in ("finished", "failed"):
             raise UsageError(f"invalid run status {status!r}; use 'finished' or 'failed'")
-        self._record = runs.finish_run(self.store.repo, self.id, status)
+        self._record = runs.finish_run(self.store.repo, self.id, status, summary)

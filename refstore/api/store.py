@@ -15,6 +15,7 @@ from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, ope
 from refstore.core.tree import Change, build_tree, diff
 from refstore.errors import UsageError
 from refstore.services import export, lineage, maintenance, runs, versions
+from refstore.services.importers.progress import ImportReport
 from refstore.services.ingest import ingest
 
 Progress = Callable[[int, int], None]
@@ -112,9 +113,17 @@ class Store:
         tags: Sequence[str] | None = None,
         *,
         project: str | None = None,
+        command: str | None = None,
     ) -> Run:
-        """Start a run (status ``running``); use it in a ``with`` block so it ends finished or failed."""
-        return Run(self, runs.start_run(self.repo, job_type=job_type, name=name, project=project, config=config, tags=tags))
+        """Start a run (status ``running``); use it in a ``with`` block so it ends finished or failed.
+
+        The run records the git commit and dirty flag of the working directory
+        (when it is in a git repository) and ``command`` (default: ``sys.argv``).
+        """
+        record = runs.start_run(
+            self.repo, job_type=job_type, name=name, project=project, config=config, tags=tags, command=command
+        )
+        return Run(self, record)
 
     def get_run(self, run_id: str) -> Run:
         """An existing run by id (or unique prefix)."""
@@ -129,6 +138,16 @@ class Store:
     ) -> list[Run]:
         """Runs matching a MongoDB-style filter, e.g. ``{"$or": [{"config.lr": 0.01}, {"summary.acc": {"$gt": 0.9}}]}``."""
         return [Run(self, r) for r in runs.list_runs(self.repo, filter, order, limit, offset)]
+
+    def runs_csv(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        order: str | Sequence[str] | None = "-created_at",
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> str:
+        """The matching runs as CSV text (config.* and summary.* flattened into columns)."""
+        return export.to_csv(runs.list_runs(self.repo, filter, order, limit, offset))
 
     def lineage(self, spec: str, direction: str = "downstream", depth: int | None = None) -> lineage.Graph:
         """Runs and versions upstream or downstream of ``spec`` (a version spec, or ``run:ID``)."""
@@ -151,6 +170,31 @@ class Store:
             raise UsageError("runs_dataframe needs pandas; install it with 'pip install pandas'") from exc
         columns, rows = export.flat_rows(runs.list_runs(self.repo, filter, "created_at"))
         return pandas.DataFrame(rows, columns=columns)
+
+    # -- imports -------------------------------------------------------------
+    def import_mlflow(
+        self,
+        tracking_uri: str,
+        *,
+        experiment: str | None = None,
+        project: str | None = None,
+        artifacts: bool = True,
+        progress: Progress | None = None,
+    ) -> ImportReport:
+        """Import new and changed MLflow runs (params, metrics, tags, artifacts); the source is only read."""
+        from refstore.services.importers.mlflow import import_mlflow
+
+        return import_mlflow(
+            self.repo, tracking_uri, experiment=experiment, project=project, artifacts=artifacts, progress=progress
+        )
+
+    def import_store(
+        self, path: str | os.PathLike[str], *, remap: Mapping[str, str] | None = None, progress: Progress | None = None
+    ) -> ImportReport:
+        """Import what is new in another refstore directory (projects renamed by ``remap``)."""
+        from refstore.services.importers.refstore_dir import import_store
+
+        return import_store(self.repo, Path(path), remap=remap, progress=progress)
 
     # -- maintenance ---------------------------------------------------------
     def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:

@@ -52,6 +52,11 @@ COMMANDS: dict[str, str] = {
     "alias": "refstore.cli.artifacts:alias",
     "verify": "refstore.cli.maintenance:verify",
     "gc": "refstore.cli.maintenance:gc",
+    "runs": "refstore.cli.runs:list_runs",
+    "run": "refstore.cli.runs:run",
+    "export": "refstore.cli.runs:export_group",
+    "lineage": "refstore.cli.lineage:lineage",
+    "import": "refstore.cli.importing:import_group",
 }
 
 
