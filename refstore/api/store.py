@@ -194,7 +194,7 @@ class Store:
         """Import what is new in another refstore directory (projects renamed by ``remap``)."""
         from refstore.services.importers.refstore_dir import import_store
 
-        return import_store(self.repo, Path(path), remap=remap, progress=progress)
+        return import_store(self.repo, os.fspath(path), remap=remap, progress=progress)
 
     # -- maintenance ---------------------------------------------------------
     def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:
