@@ -110,7 +110,9 @@ def test_import_never_moves_local_aliases(source: Path, store: refstore.Store) -
     assert store.artifact("team/mnist:raw").version == "v0"  # the local alias stays where it was
 
 
-def test_import_format_1_store_leaves_it_untouched(tmp_path: Path, store: refstore.Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_format_1_store_leaves_it_untouched(
+    tmp_path: Path, store: refstore.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = tmp_path / "old"
     make_format_1_store(old, monkeypatch)
     before = snapshot(old)
