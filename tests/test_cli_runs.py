@@ -77,7 +77,8 @@ def test_runs_listing_filter_order_csv(run_cli: Cli, workdir: Path) -> None:
     plain = run_cli("runs").stdout.splitlines()
     assert len(plain) == 3 and plain[0].split("\t")[1:3] == ["finished", "train"]
     run_cli("export", "runs", "--csv", "out.csv", "--filter", '{"name": "r0"}')
-    assert list(csv.DictReader((workdir / "out.csv").open()))[0]["summary.acc"] == "0.8"
+    (exported,) = csv.DictReader((workdir / "out.csv").read_text().splitlines())
+    assert exported["summary.acc"] == "0.8"
 
 
 def test_runs_bad_input_is_one_line_and_exit_2(run_cli: Cli, workdir: Path) -> None:
