@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import refstore  # noqa: E402
-from refstore.core.db import now  # noqa: E402
-from refstore.core.repo import Repository  # noqa: E402
-from refstore.services import lineage  # noqa: E402
+import refstore
+from refstore.core.db import now
+from refstore.core.repo import Repository
+from refstore.services import lineage
 
 
 def build(repo: Repository, runs: int, per_run: int, seed: int = 7) -> None:
