@@ -163,3 +163,13 @@ def test_runs_dataframe_without_pandas_is_a_clear_error(store: refstore.Store) -
             store.runs_dataframe()
     else:
         pytest.skip("pandas is installed")
+
+
+def test_deleting_a_used_version_removes_its_input_edge(store: refstore.Store, workdir: Path) -> None:
+    store.log_artifact(_artifact(workdir, "mnist", "a"))
+    store.log_artifact(_artifact(workdir, "mnist", "b"))
+    with store.run(job_type="train") as run:
+        run.use_artifact("mnist:v0")
+        run.use_artifact("mnist:v1")
+    store.delete("mnist:v0")
+    assert [v.version for v in store.get_run(run.id).used()] == ["v1"]

@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "diff": "refstore.cli.artifacts:diff",
     "get": "refstore.cli.artifacts:get",
     "alias": "refstore.cli.artifacts:alias",
+    "rm": "refstore.cli.artifacts:remove_version",
     "verify": "refstore.cli.maintenance:verify",
     "gc": "refstore.cli.maintenance:gc",
     "runs": "refstore.cli.runs:list_runs",
@@ -57,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "export": "refstore.cli.runs:export_group",
     "lineage": "refstore.cli.lineage:lineage",
     "import": "refstore.cli.importing:import_group",
+    "demo": "refstore.cli.demo:demo",
 }
 
 
