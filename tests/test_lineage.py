@@ -174,3 +174,13 @@ def test_lineage_cli_formats_and_errors(pipeline: refstore.Store, run_cli: Cli) 
     bad = run_cli("lineage", "missing:v0", expect=5)
     assert bad.stderr.startswith("refstore: error: ") and bad.stdout == ""
     run_cli("lineage", "raw:v0", "--depth", "-1", expect=2)
+
+
+def test_an_artifact_named_run_is_still_a_version_root(store: refstore.Store) -> None:
+    store.log_artifact(_art("run", "r"))
+    with store.run(job_type="use") as run:
+        run.use_artifact("run:v0")
+    assert {n.label for n in store.lineage("run:v0").nodes} == {"run:v0", f"use use-{run.id[:8]}"}
+    assert {n.label for n in store.lineage(f"run:{run.id}").nodes} == {f"use use-{run.id[:8]}"}
+    with pytest.raises(NotFoundError):
+        store.lineage("run:ffffffff")

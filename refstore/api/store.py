@@ -158,8 +158,11 @@ class Store:
         found = runs.list_runs(self.repo, filter, "created_at")
         target = Path(path)
         temp = target.with_name(f".{target.name}.tmp")
-        temp.write_text(export.to_csv(found), encoding="utf-8")
-        os.replace(temp, target)
+        try:
+            temp.write_text(export.to_csv(found), encoding="utf-8")
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
         return len(found)
 
     def runs_dataframe(self, filter: Mapping[str, Any] | None = None) -> Any:

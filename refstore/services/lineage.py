@@ -22,7 +22,7 @@ from typing import Any
 
 from refstore.core.db import SQL_BATCH
 from refstore.core.repo import Repository
-from refstore.errors import UsageError
+from refstore.errors import NotFoundError, RefstoreError, UsageError
 from refstore.services import runs, versions
 
 DIRECTIONS = ("upstream", "downstream")
@@ -94,9 +94,22 @@ def _walk_sql(direction: str, limited: bool) -> str:
 
 
 def parse_root(repo: Repository, spec: str) -> tuple[str | None, int | None]:
-    """``run:ID`` names a run; anything else is a version spec."""
+    """``run:ID`` names a run; anything else is a version spec.
+
+    An artifact may be called ``run``: when no run has that id, ``run:v3`` is
+    tried as a version spec before giving up.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise UsageError("empty lineage root; give a version spec (mnist:v1) or run:ID")
     if spec.startswith("run:"):
-        return runs.get_run(repo, spec[4:]).id, None
+        try:
+            return runs.get_run(repo, spec[4:]).id, None
+        except NotFoundError:
+            try:
+                return None, versions.resolve(repo, spec).id
+            except RefstoreError:
+                pass
+            raise
     return None, versions.resolve(repo, spec).id
 
 
