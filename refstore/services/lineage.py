@@ -20,7 +20,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from refstore.core.db import SQL_BATCH
 from refstore.core.repo import Repository
 from refstore.errors import NotFoundError, RefstoreError, UsageError
 from refstore.services import runs, versions
@@ -113,73 +112,91 @@ def parse_root(repo: Repository, spec: str) -> tuple[str | None, int | None]:
     return None, versions.resolve(repo, spec).id
 
 
-def reachable(repo: Repository, run_id: str | None, version_id: int | None, direction: str, depth: int | None) -> set[str]:
-    """Keys of the nodes reachable from the root (the root included)."""
+def _check(direction: str, depth: int | None) -> None:
     if direction not in DIRECTIONS:
         raise UsageError(f"invalid direction {direction!r}; use upstream or downstream")
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
         raise UsageError(f"depth must be a non-negative integer, not {depth!r}")
+
+
+def walk(
+    repo: Repository, run_id: str | None, version_id: int | None, direction: str, depth: int | None
+) -> tuple[list[str], list[int]]:
+    """Ids of the runs and versions reachable from the root (the root included)."""
+    _check(direction, depth)
     params: list[Any] = [run_id, version_id]
     if depth is not None:
         params += [depth, depth]
-    rows = repo.db.execute(_walk_sql(direction, depth is not None), params)
-    return {f"run:{r}" if r is not None else f"version:{v}" for r, v in rows}
+    run_ids: list[str] = []
+    version_ids: list[int] = []
+    for found_run, found_version in repo.db.execute(_walk_sql(direction, depth is not None), params):
+        if found_run is not None:
+            run_ids.append(found_run)
+        else:
+            version_ids.append(found_version)
+    return run_ids, version_ids
 
 
-def _chunks(items: list[Any]) -> list[list[Any]]:
-    return [items[i : i + SQL_BATCH] for i in range(0, len(items), SQL_BATCH)]
+def reachable(repo: Repository, run_id: str | None, version_id: int | None, direction: str, depth: int | None) -> set[str]:
+    """Keys (``run:ID``, ``version:ID``) of the nodes reachable from the root."""
+    run_ids, version_ids = walk(repo, run_id, version_id, direction, depth)
+    return {f"run:{r}" for r in run_ids} | {f"version:{v}" for v in version_ids}
+
+
+# The node sets can hold 100,000 ids: they travel as one JSON array parameter
+# (``json_each``) instead of many batches of ``IN (?, ?, …)``.
+_VERSIONS_SQL = (
+    "SELECT v.id, a.project, a.name, a.type, v.number, v.digest, v.run_id, v.created_at"
+    " FROM versions v JOIN artifacts a ON a.id = v.artifact_id WHERE v.id IN (SELECT value FROM json_each(?))"
+)
+_RUNS_SQL = "SELECT id, project, name, job_type, status, created_at FROM runs WHERE id IN (SELECT value FROM json_each(?))"
+_INPUTS_SQL = "SELECT run_id, version_id FROM run_inputs WHERE run_id IN (SELECT value FROM json_each(?))"
 
 
 def lineage(repo: Repository, spec: str, direction: str = "downstream", depth: int | None = None) -> Graph:
     """The subgraph upstream or downstream of ``spec`` (a version spec or ``run:ID``)."""
+    _check(direction, depth)
     run_id, version_id = parse_root(repo, spec)
     root = f"run:{run_id}" if run_id is not None else f"version:{version_id}"
-    keys = reachable(repo, run_id, version_id, direction, depth)
-    run_ids = sorted(k[4:] for k in keys if k.startswith("run:"))
-    version_ids = sorted(int(k[8:]) for k in keys if k.startswith("version:"))
+    run_ids, version_ids = walk(repo, run_id, version_id, direction, depth)
+    run_set, version_set = set(run_ids), set(version_ids)
     nodes: dict[str, Node] = {}
     edges: list[Edge] = []
-    for chunk in _chunks(version_ids):
-        marks = ",".join("?" * len(chunk))
-        for row in repo.db.query(
-            "SELECT v.id, a.project, a.name, a.type, v.number, v.digest, v.run_id, v.created_at"
-            f" FROM versions v JOIN artifacts a ON a.id = v.artifact_id WHERE v.id IN ({marks})",
-            chunk,
-        ):
-            key = f"version:{row['id']}"
-            nodes[key] = Node(
-                key,
-                "version",
-                f"{row['name']}:v{row['number']}",
-                -1,
-                {
-                    "project": row["project"],
-                    "artifact": row["name"],
-                    "version": f"v{row['number']}",
-                    "type": row["type"],
-                    "digest": row["digest"],
-                    "created_at": row["created_at"],
-                },
-            )
-            if row["run_id"] is not None and f"run:{row['run_id']}" in keys:
-                edges.append(Edge(f"run:{row['run_id']}", key, "logs"))
-    found_runs: set[str] = set()
-    for chunk in _chunks(run_ids):
-        marks = ",".join("?" * len(chunk))
-        for row in repo.db.query(
-            f"SELECT id, project, name, job_type, status, created_at FROM runs WHERE id IN ({marks})", chunk
-        ):
-            found_runs.add(row["id"])
-            key = f"run:{row['id']}"
-            label = f"{row['job_type']} {row['name']}" if row["job_type"] else row["name"]
-            data = {k: row[k] for k in ("project", "name", "job_type", "status", "created_at")}
-            nodes[key] = Node(key, "run", label, -1, {"run_id": row["id"], **data})
-        for run_key, version in repo.db.execute(f"SELECT run_id, version_id FROM run_inputs WHERE run_id IN ({marks})", chunk):
-            if f"version:{version}" in keys:
-                edges.append(Edge(f"version:{version}", f"run:{run_key}", "uses"))
-    for missing in set(run_ids) - found_runs:  # versions logged with a run id that has no run row
-        key = f"run:{missing}"
-        nodes[key] = Node(key, "run", f"run {missing}", -1, {"run_id": missing, "status": "unknown"})
+    for vid, project, name, type_, number, digest, logged_by, created_at in repo.db.execute(
+        _VERSIONS_SQL, (json.dumps(version_ids),)
+    ):
+        key = f"version:{vid}"
+        label = f"{name}:v{number}"
+        data = {
+            "project": project,
+            "artifact": name,
+            "version": f"v{number}",
+            "type": type_,
+            "digest": digest,
+            "created_at": created_at,
+        }
+        nodes[key] = Node(key, "version", label, -1, data)
+        if logged_by is not None and logged_by in run_set:
+            edges.append(Edge(f"run:{logged_by}", key, "logs"))
+    runs_json = json.dumps(run_ids)
+    for rid, project, name, job_type, status, created_at in repo.db.execute(_RUNS_SQL, (runs_json,)):
+        key = f"run:{rid}"
+        label = f"{job_type} {name}" if job_type else name
+        data = {
+            "run_id": rid,
+            "project": project,
+            "name": name,
+            "job_type": job_type,
+            "status": status,
+            "created_at": created_at,
+        }
+        nodes[key] = Node(key, "run", label, -1, data)
+    for rid in run_ids:  # versions logged with a run id that has no run row
+        if f"run:{rid}" not in nodes:
+            nodes[f"run:{rid}"] = Node(f"run:{rid}", "run", f"run {rid}", -1, {"run_id": rid, "status": "unknown"})
+    for rid, vid in repo.db.execute(_INPUTS_SQL, (runs_json,)):
+        if vid in version_set:
+            edges.append(Edge(f"version:{vid}", f"run:{rid}", "uses"))
     edges.sort(key=lambda e: (e.source, e.target))
     _set_depths(nodes, edges, root, direction)
     ordered = sorted(nodes.values(), key=lambda n: (n.depth, n.kind, n.label, n.key))
