@@ -116,7 +116,10 @@ def test_failed_run_is_recorded_and_retried(tracking: tuple[str, Path], store: r
 
 def test_file_store_and_cli(tmp_path: Path, workdir: Path, run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     mlruns = tmp_path / "mlruns"
-    make_runs(tmp_path / "scratch", mlruns.as_uri(), "default-exp:r1:m.txt")
+    _, gone = make_runs(tmp_path / "scratch", mlruns.as_uri(), "default-exp:r1:m.txt,default-exp:gone:-")
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=mlruns.as_uri()).delete_run(gone)  # in MLflow's trash: not imported
     run_cli("init")
     out = json.loads(run_cli("import", "mlflow", "--tracking-uri", str(mlruns), "--no-artifacts", "--json").stdout)
     assert len(out["imported"]) == 1 and out["source"] == f"mlflow:{mlruns.as_uri()}"

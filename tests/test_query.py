@@ -231,3 +231,25 @@ def test_regexp_function_is_registered_and_bounded() -> None:
 def test_filter_json_round_trip_from_cli_text(filled: refstore.Store, tmp_path: Path) -> None:
     text = '{"$or": [{"config.lr": 0.01}, {"summary.acc": {"$gt": 0.9}}]}'
     assert names(filled, json.loads(text)) == ["cnn-1", "eval-1"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.one_of(st.text(max_size=20), st.lists(st.text(max_size=10), max_size=3), st.integers(), st.none()))
+def test_order_compiler_never_crashes(filled: refstore.Store, order: Any) -> None:
+    try:
+        result = filled.runs(order=order)
+    except RefstoreError:
+        return
+    assert len(result) == len(RUNS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=40))
+def test_cli_filter_text_is_parsed_or_refused(text: str) -> None:
+    from refstore.cli.runs import parse_filter
+
+    try:
+        parsed = parse_filter(text)
+    except RefstoreError:
+        return
+    assert isinstance(parsed, dict)

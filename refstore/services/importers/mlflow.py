@@ -9,6 +9,8 @@ git-commit and source-name tags → ``git_commit`` and ``command``. The run's
 logged artifacts are downloaded and stored as artifact ``mlflow-<run id>``
 (type ``mlflow-run``), logged by the run, so lineage links them.
 
+Deleted MLflow runs (in MLflow's trash) are not imported.
+
 Incremental: one progress item per MLflow run, fingerprinted by its status,
 end time, params, latest metrics and tags. A run whose fingerprint is
 unchanged is skipped; a changed one (e.g. still running last time) is
@@ -103,7 +105,7 @@ def _runs(client: Any, experiment_id: str) -> list[Any]:
     while True:
         page = client.search_runs(
             [experiment_id],
-            run_view_type=ViewType.ALL,
+            run_view_type=ViewType.ACTIVE_ONLY,
             max_results=_PAGE,
             page_token=token,
             order_by=["attributes.start_time ASC"],
