@@ -143,3 +143,15 @@ def test_import_store_cli(source: Path, run_cli: Cli, store: refstore.Store) -> 
     bad = run_cli("import", "store", str(source), "--remap", "nonsense", expect=2)
     assert bad.stderr.startswith("refstore: error: invalid --remap")
     run_cli("import", "store", "s3://bucket/store", expect=2)
+
+
+def test_import_cli_reports_failures_on_stderr_and_exits_1(source: Path, run_cli: Cli, store: refstore.Store) -> None:
+    with refstore.open(source) as src:
+        digest = src.artifact("team/mnist:v0").files()[0].digest
+    assert digest is not None
+    obj = source / ".refstore" / "objects" / digest[:2] / digest[2:]
+    obj.unlink()
+    result = run_cli("import", "store", str(source), expect=1)
+    assert "failed 2" in result.stdout  # the version and the run that used it
+    assert result.stderr.count("retried by the next import") == 2
+    assert [a["name"] for a in store.artifacts()] == ["cnn"]
