@@ -173,3 +173,14 @@ def test_deleting_a_used_version_removes_its_input_edge(store: refstore.Store, w
         run.use_artifact("mnist:v1")
     store.delete("mnist:v0")
     assert [v.version for v in store.get_run(run.id).used()] == ["v1"]
+
+
+def test_numpy_values_are_stored_as_plain_numbers(store: refstore.Store) -> None:
+    numpy = pytest.importorskip("numpy")
+    with store.run(job_type="train", config={"shape": numpy.array([2, 3])}) as run:
+        run.log({"loss": numpy.float32(0.5), "epoch": numpy.int64(3)})
+        run.summary["best"] = numpy.float64("nan")
+    again = store.get_run(run.id)
+    assert again.config == {"shape": [2, 3]}
+    assert dict(again.summary) == {"loss": 0.5, "epoch": 3, "best": "NaN"}
+    assert sorted((h["key"], h["value"]) for h in again.history()) == [("epoch", 3.0), ("loss", 0.5)]

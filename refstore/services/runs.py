@@ -93,8 +93,23 @@ def json_object(value: Mapping[str, Any] | None, what: str) -> str:
         raise UsageError(f"{what} cannot be stored as JSON: {exc}") from exc
 
 
+def plain(value: Any) -> Any:
+    """NumPy-style scalars and arrays (anything with ``item()``/``tolist()``) as Python values."""
+    if isinstance(value, (str, bytes, int, float, bool, dict, list, tuple)) or value is None:
+        return value
+    for method in ("tolist", "item"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                return convert()
+            except (TypeError, ValueError):
+                continue
+    return value
+
+
 def clean_json(value: Any) -> Any:
     """Replace non-finite floats (which JSON cannot hold) by their names, recursively."""
+    value = plain(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
@@ -262,6 +277,7 @@ def log_metrics(repo: Repository, run_id: str, values: Mapping[str, Any], step: 
         raise UsageError(f"invalid step {step!r}; give a non-negative integer")
     for key in values:
         _check_key(key)
+    values = {key: plain(value) for key, value in values.items()}
     with repo.db.transaction():
         if step is None:
             last = repo.db.scalar("SELECT MAX(step) FROM run_metrics WHERE run_id = ?", (run_id,))
