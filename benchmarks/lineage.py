@@ -11,7 +11,7 @@ Graph: 100 seed datasets; run i uses 3 versions (2 from the 500 most recent,
 long chains, so "downstream of an early version" reaches most of the graph
 (the worst case), while "upstream of a late version" is a typical question.
 
-    python benchmarks/lineage.py [--runs 10000] [--per-run 10] [--repeat 5]
+    python benchmarks/lineage.py [--runs 10000] [--per-run 10] [--repeat 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -118,7 +118,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--per-run", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="A tiny graph, one repeat: checks the script still runs.")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.repeat = 200, 1
     with tempfile.TemporaryDirectory() as root, refstore.init(root) as store:
         repo = store.repo
         start = time.perf_counter()
