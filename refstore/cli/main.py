@@ -52,6 +52,10 @@ COMMANDS: dict[str, str] = {
     "alias": "refstore.cli.artifacts:alias",
     "verify": "refstore.cli.maintenance:verify",
     "gc": "refstore.cli.maintenance:gc",
+    "remote": "refstore.cli.remotes:remote",
+    "push": "refstore.cli.remotes:push",
+    "pull": "refstore.cli.remotes:pull",
+    "clone": "refstore.cli.remotes:clone",
 }
 
 
