@@ -162,7 +162,10 @@ class RemoteFS:
         """Several small files in one batched call."""
         if not files:
             return
-        if self.local or len(files) == 1:
+        if self.local:
+            self.call(f"writing {len(files)} files", lambda: self._local_write_many(files))
+            return
+        if len(files) == 1:
             for rel, data in files.items():
                 self.write(rel, data)
             return
@@ -215,6 +218,24 @@ class RemoteFS:
             self._local_place(temp, rel, exclusive=exclusive)
         finally:
             temp.unlink(missing_ok=True)
+
+    def _local_write_many(self, files: Mapping[str, bytes]) -> None:
+        """Stage every file, flush them all with one sync, then rename each into place."""
+        from refstore.core.objects import durable_sync
+
+        staged: list[tuple[Path, str]] = []
+        try:
+            for rel, data in files.items():
+                temp = self._local_temp()
+                with open(temp, "xb") as handle:
+                    handle.write(data)
+                staged.append((temp, rel))
+            durable_sync()
+            for temp, rel in staged:
+                self._local_place(temp, rel, exclusive=False)
+        finally:
+            for temp, _ in staged:
+                temp.unlink(missing_ok=True)
 
     def _local_copy(self, rel: str, source: Path) -> None:
         import shutil

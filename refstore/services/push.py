@@ -63,6 +63,9 @@ def push(
     config, remote = open_remote(repo, remote_name)
     result = SyncResult(config.name, config.url)
     wanted = selection(specs, repo.default_project)
+    for project, name in wanted or ():
+        if repo.db.scalar("SELECT 1 FROM artifacts WHERE project = ? AND name = ?", (project, name)) is None:
+            raise NotFoundError(f"no artifact {project}/{name} in this store; see 'refstore ls'")
     listing = read_listing(repo, remote, create=True)
     pending = _pending_versions(repo, config.name, listing, wanted)
     if pending:
@@ -102,11 +105,6 @@ def _pending_versions(
         "FROM versions v JOIN artifacts a ON a.id = v.artifact_id ORDER BY a.project, a.name, v.number",
         (remote_name,),
     )
-    if wanted is not None:
-        missing = [f"{p}/{n}" for (p, n) in wanted if not any(r["project"] == p and r["name"] == n for r in rows)]
-        if missing:
-            raise NotFoundError(f"no artifact {missing[0]} in this store; see 'refstore ls'")
-
     def chosen(row: dict[str, object]) -> bool:
         if wanted is None:
             return True
