@@ -96,11 +96,16 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_refstore(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_refstore(
+    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``refstore`` CLI in a subprocess."""
     proc = subprocess.run(
-        [sys.executable, "-m", "refstore", *args], cwd=cwd, env=subprocess_env(env), capture_output=True, text=True,
+        [sys.executable, "-m", "refstore", *args],
+        cwd=cwd,
+        env=subprocess_env(env),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     if check and proc.returncode != 0:

@@ -56,7 +56,10 @@ def test_concurrent_pushers_never_lose_a_version(tmp_path: Path, remote: RemoteS
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", PUSHER, str(path), path.name, str(rounds), str(go)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for path in stores
     ]
@@ -114,7 +117,9 @@ def test_kill_9_mid_push_and_mid_pull_then_repeat_completes(tmp_path: Path) -> N
     run_refstore("clone", str(remote), str(tmp_path / "c"), cwd=tmp_path)
     cache = tmp_path / "c" / ".refstore" / "objects"
     cmd = [sys.executable, "-m", "refstore", "pull", "--objects", "--jobs", "1"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path / "c", env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path / "c", env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _kill_when(proc, lambda: _count_files(cache) > 64)
     assert _count_files(cache) < 400
     run_refstore("verify", cwd=tmp_path / "c")

@@ -105,6 +105,7 @@ def _pending_versions(
         "FROM versions v JOIN artifacts a ON a.id = v.artifact_id ORDER BY a.project, a.name, v.number",
         (remote_name,),
     )
+
     def chosen(row: dict[str, object]) -> bool:
         if wanted is None:
             return True
