@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from servers import azure_server, fresh_fsspec, gcs_server, http_server, s3_server  # noqa: F401  (fixtures)
 
 import refstore
 from refstore.cli import cli
@@ -29,6 +30,9 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         if key.startswith(_LEAKY_PREFIXES):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(home))
+    # gcsfs reads these once at import; without them every GCS call waits ~60 s on a gRPC probe.
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")

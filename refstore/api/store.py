@@ -144,6 +144,10 @@ class Store:
 
         return pull(self.repo, remote, specs, objects=objects, jobs=_jobs(jobs), progress=progress)
 
+    def delete(self, spec: str, *, delete_aliases: bool = False) -> None:
+        """Delete a version; its bytes are freed by the next :meth:`gc`."""
+        versions.delete_version(self.repo, spec, delete_aliases=delete_aliases)
+
     # -- maintenance ---------------------------------------------------------
     def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:
         """Re-hash every cached object and manifest record.

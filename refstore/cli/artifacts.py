@@ -230,3 +230,14 @@ def alias_list(state: Context, artifact: str, as_json: bool) -> None:
         return
     for name, version in sorted(pairs.items()):
         click.echo(f"{name}\t{version}")
+
+
+@click.command("rm")
+@click.argument("spec")
+@click.option("--delete-aliases", is_flag=True, help="Also remove the aliases that point at the version.")
+@pass_state
+def remove_version(state: Context, spec: str, delete_aliases: bool) -> None:
+    """Delete a version (run 'refstore gc' afterwards to free its bytes)."""
+    version = state.store().artifact(spec)
+    state.store().delete(spec, delete_aliases=delete_aliases)
+    click.echo(f"deleted {version.name}:{version.version}")

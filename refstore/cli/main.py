@@ -50,12 +50,14 @@ COMMANDS: dict[str, str] = {
     "diff": "refstore.cli.artifacts:diff",
     "get": "refstore.cli.artifacts:get",
     "alias": "refstore.cli.artifacts:alias",
+    "rm": "refstore.cli.artifacts:remove_version",
     "verify": "refstore.cli.maintenance:verify",
     "gc": "refstore.cli.maintenance:gc",
     "remote": "refstore.cli.remotes:remote",
     "push": "refstore.cli.remotes:push",
     "pull": "refstore.cli.remotes:pull",
     "clone": "refstore.cli.remotes:clone",
+    "demo": "refstore.cli.demo:demo",
 }
 
 

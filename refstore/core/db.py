@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from refstore.errors import FormatError, LockedError, RefstoreError
 
 BUSY_TIMEOUT_MS = 60_000
@@ -150,14 +148,22 @@ class Database:
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._refuse_newer()  # before any pragma that would rewrite the file header
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             raise FormatError(f"{path} is not a refstore database ({exc}); restore it from a backup") from exc
-        self.utils = sqlite_utils.Database(self.conn)
         self._depth = 0
         self._migrate(fresh=create)
+
+    @property
+    def utils(self) -> Any:
+        """A sqlite-utils view of the same connection, for introspection (imported lazily:
+        sqlite-utils pulls in ~130 ms of imports that most commands do not need)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     # -- transactions -------------------------------------------------------
     @contextmanager
@@ -225,13 +231,17 @@ class Database:
     def format_version(self) -> int:
         return int(self.scalar("PRAGMA user_version"))
 
-    def _migrate(self, *, fresh: bool) -> None:
+    def _refuse_newer(self) -> None:
         current = self.format_version()
         if current > FORMAT_VERSION:
+            self.conn.close()
             raise FormatError(
                 f"this store has format version {current}, newer than this refstore understands "
                 f"({FORMAT_VERSION}); upgrade refstore (pip install -U refstore)"
             )
+
+    def _migrate(self, *, fresh: bool) -> None:
+        current = self.format_version()
         if current == FORMAT_VERSION:
             return
         if current > 0 and not fresh:

@@ -49,17 +49,16 @@ def hash_bytes(data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> str:
 
 
 def hash_stream(stream: BinaryIO, algorithm: str = DEFAULT_ALGORITHM) -> tuple[str, int]:
-    """Digest and size of everything left in ``stream``."""
+    """Digest and size of everything left in ``stream``.
+
+    ``read(CHUNK)`` allocates only what it returns, so small files (the common
+    case) cost one read and no 1 MiB buffer.
+    """
     hasher = new_hasher(algorithm)
     size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while True:
-        count = stream.readinto(view)  # type: ignore[attr-defined]
-        if not count:
-            break
-        hasher.update(view[:count])
-        size += count
+    while chunk := stream.read(CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
     return hasher.hexdigest(), size
 
 
@@ -73,16 +72,10 @@ def copy_and_hash(source: BinaryIO, target: BinaryIO, algorithm: str = DEFAULT_A
     """Copy ``source`` to ``target`` while hashing, so bytes are read once."""
     hasher = new_hasher(algorithm)
     size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while True:
-        count = source.readinto(view)  # type: ignore[attr-defined]
-        if not count:
-            break
-        chunk = view[:count]
+    while chunk := source.read(CHUNK):
         hasher.update(chunk)
         target.write(chunk)
-        size += count
+        size += len(chunk)
     return hasher.hexdigest(), size
 
 

@@ -91,22 +91,17 @@ class _Hashed:
     temp: Path | None  # staged bytes, when the object was not yet cached
 
 
-def _hash_one(repo: Repository, file: LocalFile, known: dict[str, tuple[StatKey, str]]) -> _Hashed:
-    try:
-        before = os.stat(file.source)
-    except FileNotFoundError:
-        raise UsageError(f"{file.source} disappeared while adding it; retry") from None
-    key = stat_key(before)
-    cached = known.get(file.source)
-    if cached is not None and cached[0] == key and repo.cache.has(cached[1]):
-        return _Hashed(file, key, cached[1], key[1], None)
+def _hash_one(repo: Repository, file: LocalFile, key: StatKey) -> _Hashed:
     with open(file.source, "rb") as handle:
         digest, size, temp = repo.cache.stage_stream(handle)
-    after = os.stat(file.source)
-    if stat_key(after) != key or size != key[1]:
+    try:
+        after = os.stat(file.source)
+    except FileNotFoundError:
+        after = None
+    if after is None or stat_key(after) != key or size != key[1]:
         temp.unlink(missing_ok=True)
         raise RefstoreError(f"{file.source} changed while it was being read; retry when it is no longer being written")
-    if repo.cache.has(digest):
+    if repo.cache.has_fast(digest):
         temp.unlink(missing_ok=True)
         return _Hashed(file, key, digest, size, None)
     return _Hashed(file, key, digest, size, temp)
@@ -124,10 +119,26 @@ def ingest(
     prefix = os.path.commonpath([f.source for f in files]) if files else ""
     known = repo.stat_cache.load(prefix) if files else {}
     results: list[_Hashed] = []
+    to_hash: list[tuple[LocalFile, StatKey]] = []
     done_files = done_bytes = 0
+    # Stat-cache hits are resolved here: a thread hand-off per file would cost more than the lookup.
+    for file in files:
+        try:
+            key = stat_key(os.stat(file.source))
+        except FileNotFoundError:
+            raise UsageError(f"{file.source} disappeared while adding it; retry") from None
+        cached = known.get(file.source)
+        if cached is not None and cached[0] == key and repo.cache.has_fast(cached[1]):
+            results.append(_Hashed(file, key, cached[1], key[1], None))
+            done_files += 1
+            done_bytes += key[1]
+        else:
+            to_hash.append((file, key))
+    if progress is not None and done_files:
+        progress(done_files, done_bytes)
     try:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for item in pool.map(lambda f: _hash_one(repo, f, known), files):
+            for item in pool.map(lambda pair: _hash_one(repo, *pair), to_hash):
                 results.append(item)
                 done_files += 1
                 done_bytes += item.size

@@ -271,3 +271,18 @@ def remove_alias(repo: Repository, name: str, alias: str) -> None:
         deleted = repo.db.execute("DELETE FROM aliases WHERE artifact_id = ? AND alias = ?", (art_id, alias)).rowcount
     if not deleted:
         raise NotFoundError(f"{short} has no alias {alias!r}; see 'refstore log {short}'")
+
+
+def delete_version(repo: Repository, spec: str, *, delete_aliases: bool = False) -> VersionRecord:
+    """Delete one version (its objects go at the next ``gc``).
+
+    As in W&B, a version that carries aliases is kept unless ``delete_aliases``.
+    """
+    with repo.db.transaction():
+        version = resolve(repo, spec)
+        user_aliases = [a for a in version.aliases if a != LATEST]
+        if user_aliases and not delete_aliases:
+            raise UsageError(f"{version.label} has aliases {', '.join(user_aliases)}; remove them first or pass --delete-aliases")
+        repo.db.execute("DELETE FROM aliases WHERE version_id = ?", (version.id,))
+        repo.db.execute("DELETE FROM versions WHERE id = ?", (version.id,))
+    return version
