@@ -40,11 +40,17 @@ def make_remote(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monke
         return RemoteSpec(kind, str(tmp_path / "remote"))
     if kind == "memory":
         return RemoteSpec(kind, f"memory://refstore-tests/{prefix}")
-    try:
-        import servers
-    except ImportError:
-        pytest.skip("tests/servers.py (object-store emulators) is not available on this branch")
-    spec: RemoteSpec = servers.refstore_remote(kind, request, prefix)  # type: ignore[attr-defined]
-    for key, value in spec.env.items():
+    handle = request.getfixturevalue(SERVER_FIXTURES[kind])
+    bucket = handle.make_bucket(f"rs-{prefix}")
+    # Credentials travel in the environment (as for a user); only non-secret options are stored.
+    for key, value in handle.env.items():
         monkeypatch.setenv(key, value)
-    return spec
+    if kind == "s3":
+        return RemoteSpec(kind, f"s3://{bucket}/team", {"client_kwargs": {"endpoint_url": handle.url}}, dict(handle.env))
+    if kind == "gcs":
+        options = {"endpoint_url": handle.url, "token": "anon", "project": handle.storage_options["project"]}
+        return RemoteSpec(kind, f"gs://{bucket}/team", options, dict(handle.env))
+    return RemoteSpec(kind, f"az://{bucket}/team", {}, dict(handle.env))
+
+
+SERVER_FIXTURES = {"s3": "s3_server", "gcs": "gcs_server", "azure": "azure_server"}

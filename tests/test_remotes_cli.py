@@ -172,3 +172,19 @@ def test_store_of_format_1_migrates_to_remotes(tmp_path: Path, monkeypatch: pyte
         assert (tmp_path / "old" / ".refstore" / f"{DATABASE_NAME}.v1.bak").exists()
         migrated.add_remote("origin", str(tmp_path / "r"))
         assert migrated.push().versions == ["default/mnist:v0"]
+
+
+def test_progress_callback_reports_files_and_bytes(store: refstore.Store, tmp_path: Path) -> None:
+    make_tree(tmp_path / "d", {"small.txt": "s", "big.bin": b"b" * 300_000, "x/y.txt": "yy"})
+    art = refstore.Artifact("mnist")
+    art.add_dir(tmp_path / "d")
+    store.log_artifact(art)
+    store.add_remote("origin", str(tmp_path / "r"))
+    seen: list[tuple[int, int]] = []
+    store.push(progress=lambda files, done: seen.append((files, done)), jobs=2)
+    assert seen[-1] == (3, 300_003)
+    assert seen == sorted(seen)
+    with refstore.clone(str(tmp_path / "r"), tmp_path / "c") as clone:
+        pulled: list[tuple[int, int]] = []
+        clone.pull(objects=True, progress=lambda files, done: pulled.append((files, done)))
+        assert pulled[-1] == (3, 300_003)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import make_tree
 from remote_backends import RemoteSpec, make_remote
+from servers import azure_server, gcs_server, s3_server  # noqa: F401  (fixtures)
 
 import refstore
 from refstore.core import hashing
@@ -254,3 +255,12 @@ def test_resumed_push_sends_only_what_is_missing(a: refstore.Store, tmp_path: Pa
     with clone(remote, tmp_path / "b") as b:
         b.pull(objects=True)
         assert b.verify().ok and b.verify().objects_checked == 10
+
+
+def test_exclusive_create_refuses_an_existing_file(remote: RemoteSpec) -> None:
+    fs = _remote_fs(remote)
+    assert fs.exclusive
+    assert fs.create("numbers/default/x/v0", b"first")
+    assert not fs.create("numbers/default/x/v0", b"second")
+    assert fs.read("numbers/default/x/v0") == b"first"
+    assert "numbers/default/x/v0" in fs.list_all()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tree, run_refstore, subprocess_env
 from remote_backends import RemoteSpec, make_remote
+from servers import azure_server, gcs_server, s3_server  # noqa: F401  (fixtures)
 
 import refstore
 
@@ -66,6 +67,8 @@ def test_concurrent_pushers_never_lose_a_version(tmp_path: Path, remote: RemoteS
     go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
+    # exactly one store got remote v0, so the other's first version (local v0) was renumbered and told
+    assert sum(out.count("renumbered") for out, _ in outputs) >= 1
     with refstore.clone(remote.url, tmp_path / "c", **remote.options) as clone:
         versions = clone.versions("shared")
         assert [v.version for v in versions] == [f"v{n}" for n in range(2 * rounds - 1, -1, -1)]
