@@ -66,7 +66,7 @@ def test_concurrent_pushers_never_lose_a_version(tmp_path: Path, remote: RemoteS
     ]
     go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(e for _, e in outputs)
     # exactly one store got remote v0, so the other's first version (local v0) was renumbered and told
     assert sum(out.count("renumbered") for out, _ in outputs) >= 1
     with refstore.clone(remote.url, tmp_path / "c", **remote.options) as clone:

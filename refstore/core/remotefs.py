@@ -84,6 +84,23 @@ class RemoteFS:
                 f"remote {self.url} failed while {what}: {describe(exc)}; check the URL, network and credentials"
             ) from exc
 
+    def _forget_listings(self) -> None:
+        """Drop fsspec's listings cache: another writer may have changed the remote since.
+
+        (s3fs answers ``info``/``cat_file`` from the cache that ``find`` filled,
+        and would report a file another process just created as missing.)
+        """
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache()
+
+    def _fresh(self, func: Callable[[], T]) -> T:
+        """Run a read; on FileNotFoundError forget cached listings and try once more."""
+        try:
+            return func()
+        except FileNotFoundError:
+            self._forget_listings()
+            return func()
+
     # -- listing ---------------------------------------------------------------
     def list_all(self) -> set[str]:
         """Every file below the root, as relative paths (one recursive listing)."""
@@ -96,6 +113,8 @@ class RemoteFS:
                 found = self.fs.find(self.root)
             except FileNotFoundError:
                 return set()
+            finally:
+                self._forget_listings()
             return {p[len(prefix) :] for p in found if p.startswith(prefix)}
 
         return self.call("listing", run)
@@ -115,7 +134,7 @@ class RemoteFS:
     def read(self, rel: str) -> bytes:
         if self.local:
             return self.call(f"reading {rel}", lambda: Path(self.root, rel).read_bytes())
-        return self.call(f"reading {rel}", lambda: bytes(self.fs.cat_file(self._full(rel))))
+        return self.call(f"reading {rel}", lambda: bytes(self._fresh(lambda: self.fs.cat_file(self._full(rel)))))
 
     def read_many(self, rels: Sequence[str]) -> dict[str, bytes]:
         """Several small files in one batched call (concurrent requests on async backends)."""
@@ -134,7 +153,7 @@ class RemoteFS:
                 result[full[path]] = bytes(value)
             return result
 
-        return self.call(f"reading {len(rels)} files", run)
+        return self.call(f"reading {len(rels)} files", lambda: self._fresh(run))
 
     @contextlib.contextmanager
     def open_read(self, rel: str) -> Iterator[BinaryIO]:
@@ -146,7 +165,7 @@ class RemoteFS:
             except OSError as exc:
                 raise BackendError(f"remote {self.url} failed while reading {rel}: {describe(exc)}") from exc
         else:
-            handle = self.call(f"opening {rel}", lambda: self.fs.open(self._full(rel), "rb"))
+            handle = self.call(f"opening {rel}", lambda: self._fresh(lambda: self.fs.open(self._full(rel), "rb")))
         with handle:
             yield handle
 
