@@ -264,3 +264,18 @@ def test_exclusive_create_refuses_an_existing_file(remote: RemoteSpec) -> None:
     assert not fs.create("numbers/default/x/v0", b"second")
     assert fs.read("numbers/default/x/v0") == b"first"
     assert "numbers/default/x/v0" in fs.list_all()
+
+
+def test_planted_managed_alias_names_are_ignored(a: refstore.Store, tmp_path: Path, remote: RemoteSpec) -> None:
+    log(a, tmp_path / "d", {"f": "0"})
+    log(a, tmp_path / "d", {"f": "1"})
+    a.push()
+    fs = _remote_fs(remote)
+    v0 = fs.read(number_path("default", "mnist", 0)).decode()
+    for alias in ("latest", "v1", "best"):
+        fs.write(f"aliases/default/mnist/{alias}.json", json.dumps({"version": v0, "number": 0}).encode())
+    with clone(remote, tmp_path / "b") as b:
+        assert b.artifact("mnist:latest").version == "v1"
+        assert b.artifact("mnist:v1").files()[0].digest == hashing.hash_bytes(b"1", b.repo.algorithm)
+        assert b.artifact("mnist:best").version == "v0"
+        assert b.versions("mnist")[1].aliases == ["best"]

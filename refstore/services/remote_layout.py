@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refstore.core import hashing
-from refstore.core.names import check_name
+from refstore.core.names import check_alias, check_name
 from refstore.core.repo import dumps_json
 from refstore.errors import IntegrityError, UsageError
 
@@ -107,7 +107,7 @@ def parse_listing(paths: set[str], algorithm: str) -> Listing:
                 entry.records.add(leaf[:-5])
             elif parts[0] == "numbers" and _NUMBER.fullmatch(leaf):
                 entry.numbers.add(int(leaf[1:]))
-            elif parts[0] == "aliases" and leaf.endswith(".json") and _valid_name(leaf[:-5]):
+            elif parts[0] == "aliases" and leaf.endswith(".json") and _valid_alias(leaf[:-5]):
                 entry.aliases.add(leaf[:-5])
     return listing
 
@@ -115,6 +115,15 @@ def parse_listing(paths: set[str], algorithm: str) -> Listing:
 def _valid_name(text: str) -> bool:
     try:
         check_name(text)
+    except UsageError:
+        return False
+    return True
+
+
+def _valid_alias(text: str) -> bool:
+    """Only names a user may set: a remote cannot plant ``latest`` or ``v3`` as an alias."""
+    try:
+        check_alias(text)
     except UsageError:
         return False
     return True
