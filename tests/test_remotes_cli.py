@@ -188,3 +188,39 @@ def test_progress_callback_reports_files_and_bytes(store: refstore.Store, tmp_pa
         pulled: list[tuple[int, int]] = []
         clone.pull(objects=True, progress=lambda files, done: pulled.append((files, done)))
         assert pulled[-1] == (3, 300_003)
+
+
+def test_get_in_a_clone_with_the_remote_gone_fails_cleanly(
+    run_cli: Cli, workdir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_cli("init")
+    run_cli("put", "data", "--name", "mnist")
+    run_cli("remote", "add", "origin", str(tmp_path / "r"))
+    run_cli("push")
+    clone_dir = tmp_path / "c"
+    run_cli("clone", str(tmp_path / "r"), str(clone_dir))
+    (tmp_path / "r").rename(tmp_path / "moved")
+    result = run_cli("-C", str(clone_dir), "get", "mnist", "-o", str(tmp_path / "out"), expect=5)
+    assert "not in the cache and no source" in result.stderr
+    assert not (tmp_path / "out").exists()
+    # an unreachable object store: one line, exit 9, nothing written
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    run_cli("-C", str(clone_dir), "remote", "add", "backup", "s3://bucket/team", *UNREACHABLE_S3)
+    result = run_cli("-C", str(clone_dir), "get", "mnist", "-o", str(tmp_path / "out"), expect=9)
+    assert len(result.stderr.strip().splitlines()) == 1 and "s3://bucket/team" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert list((clone_dir / ".refstore" / "objects").rglob("*")) == []
+
+
+def test_clone_of_a_damaged_remote_fails_and_leaves_nothing(run_cli: Cli, workdir: Path, data_dir: Path, tmp_path: Path) -> None:
+    run_cli("init")
+    run_cli("put", "data", "--name", "mnist")
+    run_cli("remote", "add", "origin", str(tmp_path / "r"))
+    run_cli("push")
+    for record in (tmp_path / "r" / "versions").rglob("*.json"):
+        record.write_bytes(record.read_bytes().replace(b'"files":3', b'"files":4'))
+    result = run_cli("clone", str(tmp_path / "r"), str(tmp_path / "c"), expect=6)
+    assert "is corrupt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
