@@ -152,6 +152,9 @@ def test_alias_moves_propagate_and_conflicts_are_reported(tmp_path: Path, remote
                 assert c.artifact("mnist:stable").version == "v1"  # not overwritten
             pulled = b.pull()
             assert len(pulled.conflicts) == 1 and b.artifact("mnist:stable").version == "v0"  # kept, reported
+            # having seen theirs, b's next push is a deliberate move: it wins, and a sees it
+            assert b.push().aliases == ["default/mnist:stable -> v0"]
+            assert a.pull().aliases == ["default/mnist:stable -> v0"]
 
 
 def test_pull_objects_fetches_everything_verified(a: refstore.Store, tmp_path: Path, remote: RemoteSpec) -> None:
@@ -273,9 +276,30 @@ def test_planted_managed_alias_names_are_ignored(a: refstore.Store, tmp_path: Pa
     fs = _remote_fs(remote)
     v0 = fs.read(number_path("default", "mnist", 0)).decode()
     for alias in ("latest", "v1", "best"):
-        fs.write(f"aliases/default/mnist/{alias}.json", json.dumps({"version": v0, "number": 0}).encode())
+        fs.write(f"aliases/default/mnist/{alias}/7", json.dumps({"version": v0, "number": 0}).encode())
     with clone(remote, tmp_path / "b") as b:
         assert b.artifact("mnist:latest").version == "v1"
         assert b.artifact("mnist:v1").files()[0].digest == hashing.hash_bytes(b"1", b.repo.algorithm)
         assert b.artifact("mnist:best").version == "v0"
         assert b.versions("mnist")[1].aliases == ["best"]
+
+
+def test_alias_move_racing_a_stale_listing_is_a_conflict_not_an_overwrite(tmp_path: Path, remote: RemoteSpec) -> None:
+    from refstore.services.push import _push_aliases
+    from refstore.services.sync_common import SyncResult, read_listing
+
+    with new_store(tmp_path / "a", remote) as a:
+        log(a, tmp_path / "da", {"f": "0"}, aliases=("best",))
+        log(a, tmp_path / "da", {"f": "1"})
+        a.push()
+        with clone(remote, tmp_path / "b") as b:
+            b.set_alias("mnist:v1", "best")
+            fs = _remote_fs(remote)
+            stale = read_listing(b.repo, fs, create=False)  # b lists ...
+            log(a, tmp_path / "da", {"f": "2"}, aliases=("best",))
+            a.push()  # ... a moves best meanwhile ...
+            result = SyncResult("origin", remote.url)
+            _push_aliases(b.repo, "origin", fs, stale, None, result)  # ... b pushes with the stale listing
+            assert result.aliases == [] and len(result.conflicts) == 1
+            with clone(remote, tmp_path / "c") as c:
+                assert c.artifact("mnist:best").version == "v2"

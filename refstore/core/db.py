@@ -112,6 +112,7 @@ def _migration_2(conn: sqlite3.Connection) -> None:
             name TEXT NOT NULL,
             alias TEXT NOT NULL,
             record TEXT NOT NULL,
+            seq INTEGER NOT NULL,
             PRIMARY KEY (remote, project, name, alias)
         ) WITHOUT ROWID;
         """,

@@ -116,10 +116,21 @@ def pull(
             if item.local_id is None:
                 _check_totals(repo, new_trees, item)
     # 4. aliases of the selected artifacts
-    remote_aliases: dict[tuple[str, str, str], str] = {}
-    alias_paths = {alias_path(p, n, a): (p, n, a) for p, n in keys for a in sorted(listing.artifact(p, n).aliases)}
+    # (only those that moved since we last saw them: the listing shows their latest move number)
+    seen_seqs = {
+        (r["project"], r["name"], r["alias"]): r["seq"]
+        for r in repo.db.query("SELECT project, name, alias, seq FROM remote_aliases WHERE remote = ?", (config.name,))
+    }
+    alias_paths = {
+        alias_path(p, n, a, seq): (p, n, a, seq)
+        for p, n in keys
+        for a, seq in sorted(listing.artifact(p, n).aliases.items())
+        if seen_seqs.get((p, n, a)) != seq
+    }
+    remote_aliases: dict[tuple[str, str, str], tuple[str, int]] = {}
     for path, body in remote.read_many(sorted(alias_paths)).items():
-        remote_aliases[alias_paths[path]] = parse_alias(body, repo.algorithm, path)
+        project, name, alias, seq = alias_paths[path]
+        remote_aliases[(project, name, alias)] = (parse_alias(body, repo.algorithm, path), seq)
     # 5. import everything in one transaction
     with repo.writing(), repo.db.transaction():
         result.records = repo.store_records(new_trees)
@@ -257,12 +268,12 @@ def _import_artifact(
 
 
 def _merge_aliases(
-    repo: Repository, remote_name: str, remote_aliases: dict[tuple[str, str, str], str], result: SyncResult
+    repo: Repository, remote_name: str, remote_aliases: dict[tuple[str, str, str], tuple[str, int]], result: SyncResult
 ) -> None:
     if not remote_aliases:
         return
     records = {d.digest(repo.algorithm): vid for vid, d in local_version_data(repo).items()}
-    for (project, name, alias), record in sorted(remote_aliases.items()):
+    for (project, name, alias), (record, seq) in sorted(remote_aliases.items()):
         version_id = records.get(record)
         if version_id is None:
             continue  # its version was not pulled (not selected)
@@ -276,18 +287,17 @@ def _merge_aliases(
         if local is not None and local != record and local != seen:
             result.conflicts.append(
                 f"alias {project}/{name}:{alias} moved both here and on remote {remote_name}; kept yours - "
-                "push to publish it (it will be reported there too) or set it to the remote's version"
+                "'refstore push' now publishes yours, or set it to the remote's version to take theirs"
             )
-            continue
-        if local != record:
+        elif local != record:
             repo.db.execute(
                 "INSERT OR REPLACE INTO aliases (artifact_id, alias, version_id) VALUES (?, ?, ?)", (art_id, alias, version_id)
             )
             number = repo.db.scalar("SELECT number FROM versions WHERE id = ?", (version_id,))
             result.aliases.append(f"{project}/{name}:{alias} -> v{number}")
         repo.db.execute(
-            "INSERT OR REPLACE INTO remote_aliases (remote, project, name, alias, record) VALUES (?, ?, ?, ?, ?)",
-            (remote_name, project, name, alias, record),
+            "INSERT OR REPLACE INTO remote_aliases (remote, project, name, alias, record, seq) VALUES (?, ?, ?, ?, ?, ?)",
+            (remote_name, project, name, alias, record, seq),
         )
 
 

@@ -220,12 +220,17 @@ def _push_aliases(
     wanted: dict[tuple[str, str], int | None] | None,
     result: SyncResult,
 ) -> None:
-    """Push aliases that moved locally since we last saw the remote; report the ones that moved there too."""
+    """Push aliases that moved locally since we last saw the remote; report the ones that moved there too.
+
+    A move is the exclusive creation of the alias's next move file, ``seq`` = the
+    one we last saw + 1: if another store moved the alias in between, that file
+    (or a later one) exists, and the move is reported instead of applied.
+    """
     from refstore.core.remotefs import RemoteFS
 
     assert isinstance(remote, RemoteFS)
     rows = repo.db.query(
-        "SELECT a.project, a.name, al.alias, al.version_id, v.number, s.record AS seen "
+        "SELECT a.project, a.name, al.alias, al.version_id, v.number, s.record AS seen, s.seq AS seen_seq "
         "FROM aliases al JOIN artifacts a ON a.id = al.artifact_id JOIN versions v ON v.id = al.version_id "
         "JOIN remote_versions rv ON rv.version_id = v.id AND rv.remote = ? "
         "LEFT JOIN remote_aliases s ON s.remote = ? AND s.project = a.project AND s.name = a.name AND s.alias = al.alias "
@@ -236,34 +241,36 @@ def _push_aliases(
     if not rows:
         return
     data = local_version_data(repo, [r["version_id"] for r in rows])
-    updates: list[tuple[str, str, str, str]] = []
+    updates: list[tuple[str, str, str, str, int]] = []
     for row in rows:
         project, name, alias = row["project"], row["name"], row["alias"]
         local = data[row["version_id"]].digest(repo.algorithm)
         if local == row["seen"]:
             continue
-        path = alias_path(project, name, alias)
-        body = alias_body(local, row["number"])
-        current = None
-        if alias in listing.artifact(project, name).aliases:
-            current = parse_alias(remote.read(path), repo.algorithm, path)
-        elif remote.create(path, body):
-            current = local
+        seen_seq = -1 if row["seen_seq"] is None else int(row["seen_seq"])
+        latest_seq = listing.artifact(project, name).aliases.get(alias, -1)
+        seq = max(seen_seq, latest_seq)
+        if latest_seq <= seen_seq:
+            seq = seen_seq + 1
+            path = alias_path(project, name, alias, seq)
+            if remote.create(path, alias_body(local, row["number"])):
+                current = local
+            else:
+                current = parse_alias(remote.read(path), repo.algorithm, path)
         else:
+            path = alias_path(project, name, alias, latest_seq)
             current = parse_alias(remote.read(path), repo.algorithm, path)
         if current != local:
-            if current != row["seen"]:
-                result.conflicts.append(
-                    f"alias {project}/{name}:{alias} was moved on remote {remote_name} by another store; "
-                    f"kept the remote's - pull, then set it again if yours should win"
-                )
-                continue
-            remote.write(path, body)
-        updates.append((project, name, alias, local))
+            result.conflicts.append(
+                f"alias {project}/{name}:{alias} was moved on remote {remote_name} by another store; "
+                f"kept the remote's - pull, then set it again if yours should win"
+            )
+            continue
+        updates.append((project, name, alias, local, seq))
         result.aliases.append(f"{project}/{name}:{alias} -> v{row['number']}")
     if updates:
         with repo.db.transaction():
             repo.db.conn.executemany(
-                "INSERT OR REPLACE INTO remote_aliases (remote, project, name, alias, record) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO remote_aliases (remote, project, name, alias, record, seq) VALUES (?, ?, ?, ?, ?, ?)",
                 [(remote_name, *u) for u in updates],
             )

@@ -7,11 +7,13 @@
     trees/ab/cdef…                       manifest (directory) records, named by their digest
     versions/PROJECT/NAME/<digest>.json  immutable version records, named by their digest
     numbers/PROJECT/NAME/v<N>            claim of number N: the digest of one version record
-    aliases/PROJECT/NAME/<alias>.json    {"version": <record digest>, "number": N}
+    aliases/PROJECT/NAME/<alias>/<seq>   {"version": <record digest>, "number": N}: the alias's move number seq
 
-Everything except alias files is immutable and content-addressed, so a write
-that repeats is harmless and a listing says what is there. Version numbers are
-the only thing writers compete for; ``numbers/…/v<N>`` is created exclusively.
+Every file is immutable: content-addressed, or created once exclusively, so a
+write that repeats is harmless and a listing says what is there. Writers
+compete for version numbers (``numbers/…/v<N>``) and for alias moves (the next
+``<seq>``; the highest is the alias's current target): both are exclusive
+creates, which makes an alias move a compare-and-set on every backend.
 Everything read from a remote is validated here before it reaches the database.
 """
 
@@ -30,6 +32,7 @@ from refstore.errors import IntegrityError, UsageError
 FORMAT = 1
 MARKER = "refstore-remote.json"
 _NUMBER = re.compile(r"v(0|[1-9][0-9]{0,8})")
+_SEQ = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
 def object_path(digest: str) -> str:
@@ -48,8 +51,8 @@ def number_path(project: str, name: str, number: int) -> str:
     return f"numbers/{project}/{name}/v{number}"
 
 
-def alias_path(project: str, name: str, alias: str) -> str:
-    return f"aliases/{project}/{name}/{alias}.json"
+def alias_path(project: str, name: str, alias: str, seq: int) -> str:
+    return f"aliases/{project}/{name}/{alias}/{seq}"
 
 
 def marker_body(algorithm: str) -> bytes:
@@ -76,7 +79,7 @@ class ArtifactListing:
 
     records: set[str] = field(default_factory=set)  # version record digests
     numbers: set[int] = field(default_factory=set)  # claimed numbers
-    aliases: set[str] = field(default_factory=set)
+    aliases: dict[str, int] = field(default_factory=dict)  # alias -> highest move number
 
 
 @dataclass
@@ -100,16 +103,21 @@ def parse_listing(paths: set[str], algorithm: str) -> Listing:
             digest = parts[1] + parts[2]
             if hashing.is_digest(digest, algorithm):
                 (listing.objects if parts[0] == "objects" else listing.trees).add(digest)
-        elif len(parts) == 4 and parts[0] in ("versions", "numbers", "aliases") and _valid_names(parts[1], parts[2]):
+        elif len(parts) == 4 and parts[0] in ("versions", "numbers") and _valid_names(parts[1], parts[2]):
             entry = listing.artifact(parts[1], parts[2])
             leaf = parts[3]
             if parts[0] == "versions" and leaf.endswith(".json") and hashing.is_digest(leaf[:-5], algorithm):
                 entry.records.add(leaf[:-5])
             elif parts[0] == "numbers" and _NUMBER.fullmatch(leaf):
                 entry.numbers.add(int(leaf[1:]))
-            elif parts[0] == "aliases" and leaf.endswith(".json") and _valid_alias(leaf[:-5]):
-                entry.aliases.add(leaf[:-5])
+        elif len(parts) == 5 and parts[0] == "aliases" and _is_alias_move(parts):
+            entry = listing.artifact(parts[1], parts[2])
+            entry.aliases[parts[3]] = max(int(parts[4]), entry.aliases.get(parts[3], -1))
     return listing
+
+
+def _is_alias_move(parts: list[str]) -> bool:
+    return bool(_SEQ.fullmatch(parts[4])) and _valid_alias(parts[3]) and _valid_names(parts[1], parts[2])
 
 
 def _valid_name(text: str) -> bool:
