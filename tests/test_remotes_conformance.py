@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,18 @@ def test_alias_move_racing_a_stale_listing_is_a_conflict_not_an_overwrite(tmp_pa
             assert result.aliases == [] and len(result.conflicts) == 1
             with clone(remote, tmp_path / "c") as c:
                 assert c.artifact("mnist:best").version == "v2"
+
+
+def test_push_to_a_missing_bucket_is_one_clear_error(tmp_path: Path, remote: RemoteSpec) -> None:
+    if remote.kind in ("dir", "memory"):
+        pytest.skip("directories and memory:// are created on first push")
+    from refstore.errors import BackendError
+
+    scheme, _, rest = remote.url.partition("://")
+    missing = f"{scheme}://no-such-bucket-{uuid.uuid4().hex[:8]}/{rest.partition('/')[2]}"
+    with refstore.init(tmp_path / "a") as a:
+        a.add_remote("origin", missing, **remote.options)
+        log(a, tmp_path / "d", {"f": "x"})
+        with pytest.raises(BackendError, match="failed while"):
+            a.push()
+        assert a.repo.db.scalar("SELECT COUNT(*) FROM remote_versions") == 0

@@ -73,11 +73,22 @@ class RemoteFS:
         return f"{self.root.rstrip('/')}/{rel}" if self.root else rel
 
     # -- error mapping ---------------------------------------------------------
-    def call(self, what: str, func: Callable[[], T]) -> T:
-        """Run one backend call; any failure becomes a one-line BackendError."""
+    def call(self, what: str, func: Callable[[], T], *, writing: bool = False) -> T:
+        """Run one backend call; any failure becomes a one-line BackendError.
+
+        FileNotFoundError stays itself for reads (callers handle absent files);
+        for a write it means the bucket or container is missing.
+        """
         try:
             return func()
-        except (RefstoreError, FileExistsError, FileNotFoundError):
+        except FileNotFoundError as exc:
+            if not writing:
+                raise
+            raise BackendError(
+                f"remote {self.url} failed while {what}: the bucket, container or directory does not exist ({describe(exc)}); "
+                "create it first"
+            ) from exc
+        except (RefstoreError, FileExistsError):
             raise
         except Exception as exc:
             raise BackendError(
@@ -118,17 +129,6 @@ class RemoteFS:
             return {p[len(prefix) :] for p in found if p.startswith(prefix)}
 
         return self.call("listing", run)
-
-    def check_reachable(self) -> None:
-        """Fail with BackendError when the remote root cannot be reached at all."""
-        if self.local:
-            parent = Path(self.root)
-            while not parent.exists() and parent != parent.parent:
-                parent = parent.parent
-            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-                raise BackendError(f"remote {self.url} is not reachable (no writable directory); mount it or fix the path")
-            return
-        self.call("connecting", lambda: self.fs.exists(self.root))
 
     # -- reading ---------------------------------------------------------------
     def read(self, rel: str) -> bytes:
@@ -173,29 +173,29 @@ class RemoteFS:
     def write(self, rel: str, data: bytes) -> None:
         """Write (or overwrite) one file atomically."""
         if self.local:
-            self.call(f"writing {rel}", lambda: self._local_write(rel, data, exclusive=False))
+            self.call(f"writing {rel}", lambda: self._local_write(rel, data, exclusive=False), writing=True)
             return
-        self.call(f"writing {rel}", lambda: self.fs.pipe_file(self._full(rel), data))
+        self.call(f"writing {rel}", lambda: self.fs.pipe_file(self._full(rel), data), writing=True)
 
     def write_many(self, files: Mapping[str, bytes]) -> None:
         """Several small files in one batched call."""
         if not files:
             return
         if self.local:
-            self.call(f"writing {len(files)} files", lambda: self._local_write_many(files))
+            self.call(f"writing {len(files)} files", lambda: self._local_write_many(files), writing=True)
             return
         if len(files) == 1:
             for rel, data in files.items():
                 self.write(rel, data)
             return
-        self.call(f"writing {len(files)} files", lambda: self.fs.pipe({self._full(r): d for r, d in files.items()}))
+        self.call(f"writing {len(files)} files", lambda: self.fs.pipe({self._full(r): d for r, d in files.items()}), writing=True)
 
     def upload(self, rel: str, source: Path) -> None:
         """Copy a local file to ``rel`` (atomically on every backend we know)."""
         if self.local:
-            self.call(f"writing {rel}", lambda: self._local_copy(rel, source))
+            self.call(f"writing {rel}", lambda: self._local_copy(rel, source), writing=True)
             return
-        self.call(f"uploading {rel}", lambda: self.fs.put_file(str(source), self._full(rel)))
+        self.call(f"uploading {rel}", lambda: self.fs.put_file(str(source), self._full(rel)), writing=True)
 
     def create(self, rel: str, data: bytes) -> bool:
         """Create ``rel`` only if absent: True when this call created it, False when it existed.
@@ -205,20 +205,20 @@ class RemoteFS:
         """
         if self.local:
             try:
-                self.call(f"creating {rel}", lambda: self._local_write(rel, data, exclusive=True))
+                self.call(f"creating {rel}", lambda: self._local_write(rel, data, exclusive=True), writing=True)
             except FileExistsError:
                 return False
             return True
         full = self._full(rel)
         if self.exclusive:
             try:
-                self.call(f"creating {rel}", lambda: self.fs.pipe_file(full, data, mode="create"))
+                self.call(f"creating {rel}", lambda: self.fs.pipe_file(full, data, mode="create"), writing=True)
             except FileExistsError:
                 return False
             return True
         if self.call(f"checking {rel}", lambda: self.fs.exists(full)):
             return False
-        self.call(f"writing {rel}", lambda: self.fs.pipe_file(full, data))
+        self.call(f"writing {rel}", lambda: self.fs.pipe_file(full, data), writing=True)
         return self.read(rel) == data
 
     # -- local directory helpers ---------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from refstore.core.db import now
 from refstore.core.paths import MAX_PATH_LENGTH
+from refstore.core.remotefs import RemoteFS
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, FILE, Node, parse_record
 from refstore.errors import ConflictError, IntegrityError, NotFoundError, UnsafePathError
@@ -153,11 +154,8 @@ def _known_numbers(repo: Repository, remote_name: str) -> dict[tuple[str, str, i
     return {(r["project"], r["name"], r["number"]): r["id"] for r in rows}
 
 
-def _fetch_trees(repo: Repository, remote: object, roots: list[str]) -> dict[str, bytes]:
+def _fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[str, bytes]:
     """Every manifest record reachable from ``roots`` that the database lacks, each validated."""
-    from refstore.core.remotefs import RemoteFS
-
-    assert isinstance(remote, RemoteFS)
     fetched: dict[str, bytes] = {}
     level = sorted(set(roots))
     while level:
@@ -303,16 +301,13 @@ def _merge_aliases(
 
 def _pull_objects(
     repo: Repository,
-    remote: object,
+    remote: RemoteFS,
     keys: list[tuple[str, str]],
     wanted: dict[tuple[str, str], int | None] | None,
     jobs: int,
     progress: Progress | None,
     result: SyncResult,
 ) -> None:
-    from refstore.core.remotefs import RemoteFS
-
-    assert isinstance(remote, RemoteFS)
     roots: list[str] = []
     for project, name in keys:
         limit = wanted.get((project, name)) if wanted else None

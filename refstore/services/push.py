@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from refstore.core.remotefs import RemoteFS
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, FILE
 from refstore.errors import IntegrityError, NotFoundError
@@ -165,11 +166,8 @@ def _tree_bodies(repo: Repository, digests: list[str]) -> dict[str, bytes]:
 
 
 def _claim_numbers(
-    repo: Repository, remote_name: str, remote: object, listing: Listing, pending: list[_Pending], result: SyncResult
+    repo: Repository, remote_name: str, remote: RemoteFS, listing: Listing, pending: list[_Pending], result: SyncResult
 ) -> None:
-    from refstore.core.remotefs import RemoteFS
-
-    assert isinstance(remote, RemoteFS)
     by_artifact: dict[tuple[str, str], list[_Pending]] = {}
     for item in pending:
         by_artifact.setdefault((item.data.project, item.data.name), []).append(item)
@@ -215,7 +213,7 @@ def _claim_numbers(
 def _push_aliases(
     repo: Repository,
     remote_name: str,
-    remote: object,
+    remote: RemoteFS,
     listing: Listing,
     wanted: dict[tuple[str, str], int | None] | None,
     result: SyncResult,
@@ -226,9 +224,6 @@ def _push_aliases(
     one we last saw + 1: if another store moved the alias in between, that file
     (or a later one) exists, and the move is reported instead of applied.
     """
-    from refstore.core.remotefs import RemoteFS
-
-    assert isinstance(remote, RemoteFS)
     rows = repo.db.query(
         "SELECT a.project, a.name, al.alias, al.version_id, v.number, s.record AS seen, s.seq AS seen_seq "
         "FROM aliases al JOIN artifacts a ON a.id = al.artifact_id JOIN versions v ON v.id = al.version_id "
