@@ -224,3 +224,20 @@ def test_clone_of_a_damaged_remote_fails_and_leaves_nothing(run_cli: Cli, workdi
     result = run_cli("clone", str(tmp_path / "r"), str(tmp_path / "c"), expect=6)
     assert "is corrupt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_remote_of_another_digest_algorithm_is_refused(run_cli: Cli, workdir: Path, data_dir: Path, tmp_path: Path) -> None:
+    run_cli("init")
+    run_cli("put", "data", "--name", "mnist")
+    run_cli("remote", "add", "origin", str(tmp_path / "r"))
+    run_cli("push")
+    other = tmp_path / "sha"
+    run_cli("init", str(other), "--algorithm", "sha256")
+    run_cli("-C", str(other), "remote", "add", "origin", str(tmp_path / "r"))
+    before = snapshot(other / ".refstore")
+    for command in ("push", "pull"):
+        result = run_cli("-C", str(other), command, expect=4)
+        assert "uses digest algorithm xxh3-128 but this store uses sha256" in result.stderr
+    assert snapshot(other / ".refstore") == before
+    with refstore.clone(str(tmp_path / "r"), tmp_path / "c") as clone:  # a clone adopts the remote's algorithm
+        assert clone.repo.algorithm == "xxh3-128"
