@@ -241,3 +241,20 @@ def test_remote_of_another_digest_algorithm_is_refused(run_cli: Cli, workdir: Pa
     assert snapshot(other / ".refstore") == before
     with refstore.clone(str(tmp_path / "r"), tmp_path / "c") as clone:  # a clone adopts the remote's algorithm
         assert clone.repo.algorithm == "xxh3-128"
+
+
+def test_lazy_clone_cannot_push_objects_it_does_not_have(store: refstore.Store, data_dir: Path, tmp_path: Path) -> None:
+    from refstore.errors import NotFoundError
+
+    art = refstore.Artifact("mnist")
+    art.add_dir(data_dir)
+    store.log_artifact(art)
+    store.add_remote("origin", str(tmp_path / "r1"))
+    store.push()
+    with refstore.clone(str(tmp_path / "r1"), tmp_path / "c") as clone:
+        clone.add_remote("mirror", str(tmp_path / "r2"))
+        with pytest.raises(NotFoundError, match="pull --objects"):
+            clone.push("mirror")
+        assert not (tmp_path / "r2" / "numbers").exists()
+        clone.pull(objects=True)
+        assert clone.push("mirror").versions == ["default/mnist:v0"]

@@ -68,13 +68,29 @@ def push(
         if repo.db.scalar("SELECT 1 FROM artifacts WHERE project = ? AND name = ?", (project, name)) is None:
             raise NotFoundError(f"no artifact {project}/{name} in this store; see 'refstore ls'")
     listing = read_listing(repo, remote, create=True)
-    pending = _pending_versions(repo, config.name, listing, wanted)
+    with repo.writing():  # gc waits: the objects being sent stay in the cache
+        _push_versions(repo, config.name, remote, listing, wanted, jobs, progress, result)
+    _push_aliases(repo, config.name, remote, listing, wanted, result)
+    return result
+
+
+def _push_versions(
+    repo: Repository,
+    remote_name: str,
+    remote: RemoteFS,
+    listing: Listing,
+    wanted: dict[tuple[str, str], int | None] | None,
+    jobs: int,
+    progress: Progress | None,
+    result: SyncResult,
+) -> None:
+    pending = _pending_versions(repo, remote_name, listing, wanted)
     if pending:
         trees, objects = _missing_content(repo, listing, pending)
         absent = [d for d, _ in objects if not repo.cache.has(d)]
         if absent:
             raise NotFoundError(
-                f"{len(absent)} object(s) of the versions to push are neither in the cache nor on remote {config.name} "
+                f"{len(absent)} object(s) of the versions to push are neither in the cache nor on remote {remote_name} "
                 f"(first {absent[0]}); pull them with 'refstore pull --objects' from where they are"
             )
         result.objects, result.bytes = upload_objects(repo, remote, objects, jobs=jobs, progress=progress)
@@ -91,9 +107,7 @@ def push(
                 if p.record not in listing.artifact(p.data.project, p.data.name).records
             }
         )
-        _claim_numbers(repo, config.name, remote, listing, pending, result)
-    _push_aliases(repo, config.name, remote, listing, wanted, result)
-    return result
+        _claim_numbers(repo, remote_name, remote, listing, pending, result)
 
 
 def _pending_versions(
