@@ -58,6 +58,12 @@ COMMANDS: dict[str, str] = {
     "pull": "refstore.cli.remotes:pull",
     "clone": "refstore.cli.remotes:clone",
     "demo": "refstore.cli.demo:demo",
+    "track": "refstore.cli.git:track",
+    "untrack": "refstore.cli.git:untrack",
+    "status": "refstore.cli.git:status",
+    "checkout": "refstore.cli.git:checkout",
+    "hooks": "refstore.cli.git:hooks",
+    "lock-merge": "refstore.cli.git:lock_merge",
 }
 
 
