@@ -70,10 +70,12 @@ def test_sigkill_during_put_leaves_a_verifiable_store(workdir: Path) -> None:
     (workdir / "data" / "large.bin").write_bytes(rng.randbytes(20 << 20))
     killed_mid_way = 0
     counts_put: set[int] = set()
-    for attempt in range(6):
+    for attempt in range(12):
+        if killed_mid_way >= 4:
+            break
         counts_put.add(2501 + attempt)
         proc = spawn("put", "data", "--name", "crash", cwd=workdir)
-        time.sleep(rng.uniform(0.2, 1.5))
+        time.sleep(rng.uniform(0.05, 0.8) if attempt % 2 else rng.uniform(0.05, 0.3))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed_mid_way += 1
