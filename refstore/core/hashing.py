@@ -111,9 +111,9 @@ def copy_and_hash(
     buffer = bytearray(COPY_BUFFER)
     view = memoryview(buffer)
     while count := readinto(buffer):
-        part = view[:count]
-        hasher.update(part)
-        target.write(part)
+        filled = view[:count]
+        hasher.update(filled)
+        target.write(filled)
         size += count
     return hasher.hexdigest(), size
 
