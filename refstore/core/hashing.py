@@ -101,8 +101,12 @@ def copy_and_hash(
     for part in prefix:
         hasher.update(part)
         size += len(part)
+    first = source.read(CHUNK)
+    hasher.update(first)
+    target.write(first)
+    size += len(first)
     readinto = getattr(source, "readinto", None)
-    if readinto is None:
+    if len(first) < CHUNK or readinto is None:  # small files never allocate the big buffer
         while chunk := source.read(CHUNK):
             hasher.update(chunk)
             target.write(chunk)
