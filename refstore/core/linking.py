@@ -99,6 +99,10 @@ def materialize(cache: ObjectCache, digest: str, target: Path, mode: str = "copy
         if used in ("copy", "reflink"):
             os.chmod(temp, 0o644)
         os.replace(temp, target)
+        if used == "hardlink":
+            # rename() between two links to one inode does nothing and leaves the temp name behind.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
