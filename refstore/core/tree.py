@@ -27,7 +27,7 @@ FILE, REF, DIR = "file", "ref", "dir"
 _REF_VALUE_TYPES = (str, int, type(None))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of these must fit in memory
 class Entry:
     """One logical path of an artifact: a stored object or a reference."""
 
@@ -47,7 +47,7 @@ class Entry:
         return data
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of these must fit in memory
 class Node:
     """One child inside a directory record."""
 
