@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from refstore.core.objects import durable_sync
 from refstore.core.paths import MAX_PATH_LENGTH, normalize
 from refstore.core.repo import Repository
 from refstore.core.statcache import StatKey
@@ -227,9 +226,7 @@ def ingest(
     hashed = _hash_all(repo, to_hash, advance) if to_hash else []
     staged = _keep_new_objects(repo, hashed)
     if staged:
-        durable_sync()  # bytes on disk before any name points at them
-        repo.cache.publish_many(staged)
-        durable_sync()  # names on disk before the version that needs them commits
+        repo.cache.publish_durably(staged)
     entries = [Entry(file.path, key[1], digest) for file, key, digest in hits]
     entries.extend(Entry(item.file.path, item.size, item.digest) for item in hashed)
     is_safe = repo.stat_cache.is_safe
