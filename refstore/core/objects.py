@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -199,7 +199,7 @@ class ObjectCache:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
 
-    def publish_durably(self, staged: list[tuple[Path, str]]) -> None:
+    def publish_durably(self, staged: Sequence[tuple[str | Path, str]]) -> None:
         """Make staged temp files durable, then publish them and make the names durable.
 
         A few objects are fsynced one by one (with their shard directories);
@@ -217,7 +217,7 @@ class ObjectCache:
         self.publish_many(staged)
         durable_sync(self.root)  # names on disk before a version that needs them commits
 
-    def publish_many(self, staged: Iterable[tuple[Path, str]]) -> None:
+    def publish_many(self, staged: Iterable[tuple[str | Path, str]]) -> None:
         """:meth:`publish` for a batch of temp files this store staged itself (read-only already)."""
         objects = str(self.objects)
         for temp, digest in staged:

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import NamedTuple
 
 from refstore.core.paths import MAX_PATH_LENGTH, normalize
@@ -107,7 +106,7 @@ class _Hashed(NamedTuple):
     key: StatKey
     digest: str
     size: int
-    temp: Path | None  # staged bytes, when the object was not yet cached
+    temp: str | None  # staged bytes (a str: a million Path objects cost ~300 MB more)
 
 
 class _Cancelled(Exception):
@@ -121,7 +120,7 @@ def _hash_one(repo: Repository, file: LocalFile, key: StatKey) -> _Hashed:
     if (after.st_ino, after.st_size, after.st_mtime_ns) != key or size != key[1]:
         temp.unlink(missing_ok=True)
         raise RefstoreError(f"{file.source} changed while it was being read; retry when it is no longer being written")
-    return _Hashed(file, key, digest, size, temp)
+    return _Hashed(file, key, digest, key[1], str(temp))
 
 
 def _batches(items: list[tuple[LocalFile, StatKey]]) -> list[list[tuple[LocalFile, StatKey]]]:
@@ -174,7 +173,7 @@ def _hash_all(
     if failure is not None:
         for item in hashed:
             if item.temp is not None:
-                item.temp.unlink(missing_ok=True)
+                _unlink(item.temp)
         raise failure
     return hashed
 
@@ -224,6 +223,7 @@ def ingest(
             progress(done[0], done[1])
 
     hashed = _hash_all(repo, to_hash, advance) if to_hash else []
+    del to_hash
     staged = _keep_new_objects(repo, hashed)
     if staged:
         repo.cache.publish_durably(staged)
@@ -238,17 +238,24 @@ def ingest(
     return entries, new_rows
 
 
-def _keep_new_objects(repo: Repository, hashed: list[_Hashed]) -> list[tuple[Path, str]]:
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _keep_new_objects(repo: Repository, hashed: list[_Hashed]) -> list[tuple[str, str]]:
     """Staged temp files worth publishing: one per digest not already cached; remove the rest."""
     if not hashed:
         return []
     absent = repo.cache.missing({item.digest for item in hashed})
-    keep: dict[str, Path] = {}
+    keep: dict[str, str] = {}
     for item in hashed:
         if item.temp is None:
             continue
         if item.digest in absent and item.digest not in keep:
             keep[item.digest] = item.temp
         else:
-            item.temp.unlink(missing_ok=True)
+            _unlink(item.temp)
     return [(temp, digest) for digest, temp in keep.items()]
