@@ -192,7 +192,10 @@ def ingest(
     # A character prefix is enough for the range query (and min/max is far cheaper than commonpath).
     sources = [f.source for f in files]
     known = repo.stat_cache.load(os.path.commonprefix([min(sources), max(sources)]))  # noqa: RUF071
-    hits: list[tuple[LocalFile, StatKey, str]] = []
+    # Hits become entries at once and keep no stat key: at a million files every
+    # per-file object counts (peak memory is a target, see docs/benchmarks.md).
+    entries: list[Entry] = []
+    hit_files: list[LocalFile] = []
     to_hash: list[tuple[LocalFile, StatKey]] = []
     lookup, stat_path = known.get, os.stat
     # Stat-cache hits are resolved here: a thread hand-off per file would cost more than the lookup.
@@ -204,16 +207,27 @@ def ingest(
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = lookup(file.source)
         if cached is not None and cached[0] == key:
-            hits.append((file, key, cached[1]))
+            entries.append(Entry(file.path, st.st_size, cached[1]))
+            hit_files.append(file)
         else:
             to_hash.append((file, key))
+    # Only rows of files about to be hashed are needed from here on.
+    prior = {file.source: known[file.source] for file, _ in to_hash if file.source in known}
+    del known, lookup
     # A remembered digest is only trusted while its object is still cached (gc, quarantine).
-    gone = repo.cache.missing(digest for _, _, digest in hits) if hits else set()
+    gone = repo.cache.missing(e.digest for e in entries if e.digest is not None) if entries else set()
     if gone:
-        to_hash.extend((file, key) for file, key, digest in hits if digest in gone)
-        hits = [hit for hit in hits if hit[2] not in gone]
-    done = [len(hits), sum(key[1] for _, key, _ in hits)]
-    if progress is not None and hits:
+        kept: list[Entry] = []
+        for entry, file in zip(entries, hit_files, strict=True):
+            if entry.digest in gone:
+                st = stat_path(file.source)
+                to_hash.append((file, (st.st_ino, st.st_size, st.st_mtime_ns)))
+            else:
+                kept.append(entry)
+        entries = kept
+    del hit_files
+    done = [len(entries), sum(entry.size for entry in entries)]
+    if progress is not None and entries:
         progress(done[0], done[1])
 
     def advance(batch: list[_Hashed]) -> None:
@@ -227,13 +241,12 @@ def ingest(
     staged = _keep_new_objects(repo, hashed)
     if staged:
         repo.cache.publish_durably(staged)
-    entries = [Entry(file.path, key[1], digest) for file, key, digest in hits]
     entries.extend(Entry(item.file.path, item.size, item.digest) for item in hashed)
     is_safe = repo.stat_cache.is_safe
     new_rows = [
         (item.file.source, item.key, item.digest)
         for item in hashed
-        if is_safe(item.key, started_ns) and known.get(item.file.source) != (item.key, item.digest)
+        if is_safe(item.key, started_ns) and prior.get(item.file.source) != (item.key, item.digest)
     ]
     return entries, new_rows
 
