@@ -294,7 +294,8 @@ class Bench:
             rmtree(out)
         if dvc:
             quiet([dvc, "config", "cache.type", "reflink,copy"], dvc_dir)
-        self.push_pull(label, name, rs_dir, dvc_dir if dvc else None, work, row)
+        if "push" not in skip:
+            self.push_pull(label, name, rs_dir, dvc_dir if dvc else None, work, row)
         rmtree(work)
 
     def push_pull(self, label: str, name: str, rs_dir: Path, dvc_dir: Path | None, work: Path, row: Callable[..., None]) -> None:
@@ -467,7 +468,7 @@ def main() -> None:
     parser.add_argument("--dvc-on-c", action="store_true", help="also run DVC on dataset C (hours on slow disks)")
     parser.add_argument("--workdir", type=Path, help="where data and stores go; generated data is kept and reused there")
     parser.add_argument("--json", type=Path, help="also write every sample as JSON here")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: cp, get-copy, get-hardlink")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: cp, get-copy, get-hardlink, push")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition, no DVC (CI)")
     opts = parser.parse_args()
     if opts.smoke:
