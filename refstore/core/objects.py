@@ -1,10 +1,12 @@
 """The content-addressed object cache under ``.refstore/objects``.
 
 An object lives at ``objects/<first two hex>/<rest>``, read-only. Writes are
-staged (in ``.refstore/tmp``, or hidden in the object's shard directory) and only renamed under their digest after the
-bytes are durable, so an object is never visible half-written. Many small
-objects are staged as a batch that is flushed with one ``sync`` before any
-rename, which keeps the crash guarantee without one fsync per file.
+staged (small objects as hidden ``.<random>.part`` files in their shard
+directory, larger ones in ``.refstore/tmp``) and only renamed under their
+digest after the bytes are durable, so an object is never visible
+half-written. A batch of objects is flushed with one ``syncfs`` before any
+rename (a handful are fsynced one by one), which keeps the crash guarantee
+without one fsync per file.
 Objects are re-hashed whenever they are read for a user; a corrupt one is
 removed and reported, never handed over.
 """
