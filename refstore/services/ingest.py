@@ -191,7 +191,7 @@ def ingest(
     started_ns = time.time_ns()
     # A character prefix is enough for the range query (and min/max is far cheaper than commonpath).
     sources = [f.source for f in files]
-    known = repo.stat_cache.load(os.path.commonprefix([min(sources), max(sources)]))  # noqa: RUF071
+    known = repo.stat_cache.load_rows(os.path.commonprefix([min(sources), max(sources)]))  # noqa: RUF071
     # Hits become entries at once and keep no stat key: at a million files every
     # per-file object counts (peak memory is a target, see docs/benchmarks.md).
     entries: list[Entry] = []
@@ -204,15 +204,16 @@ def ingest(
             st = stat_path(file.source)
         except FileNotFoundError:
             raise UsageError(f"{file.source} disappeared while adding it; retry") from None
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        cached = lookup(file.source)
-        if cached is not None and cached[0] == key:
-            entries.append(Entry(file.path, st.st_size, cached[1]))
+        cached = lookup(file.source)  # (path, inode, size, mtime_ns, digest)
+        if cached is not None and cached[1] == st.st_ino and cached[3] == st.st_mtime_ns and cached[2] == st.st_size:
+            entries.append(Entry(file.path, st.st_size, cached[4]))
             hit_files.append(file)
         else:
-            to_hash.append((file, key))
+            to_hash.append((file, (st.st_ino, st.st_size, st.st_mtime_ns)))
     # Only rows of files about to be hashed are needed from here on.
-    prior = {file.source: known[file.source] for file, _ in to_hash if file.source in known}
+    prior = {
+        file.source: ((row[1], row[2], row[3]), row[4]) for file, _ in to_hash if (row := known.get(file.source)) is not None
+    }
     del known, lookup
     # A remembered digest is only trusted while its object is still cached (gc, quarantine).
     gone = repo.cache.missing(e.digest for e in entries if e.digest is not None) if entries else set()
