@@ -221,7 +221,10 @@ def ingest(
         kept: list[Entry] = []
         for entry, file in zip(entries, hit_files, strict=True):
             if entry.digest in gone:
-                st = stat_path(file.source)
+                try:
+                    st = stat_path(file.source)
+                except FileNotFoundError:
+                    raise UsageError(f"{file.source} disappeared while adding it; retry") from None
                 to_hash.append((file, (st.st_ino, st.st_size, st.st_mtime_ns)))
             else:
                 kept.append(entry)
