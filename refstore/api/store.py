@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from refstore.api.artifact import Artifact, ArtifactVersion
+from refstore.api.run import Run
 from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
 from refstore.core.tree import Change, build_tree, diff
-from refstore.errors import UsageError
-from refstore.services import maintenance, references, versions
+from refstore.errors import NotFoundError, UsageError
+from refstore.services import export, lineage, maintenance, references, remotes, runs, versions
+from refstore.services.importers.progress import ImportReport
 from refstore.services.ingest import ingest
+from refstore.services.sync_common import SyncResult
 
 Progress = Callable[[int, int], None]
 
@@ -103,18 +106,199 @@ class Store:
     def remove_alias(self, name: str, alias: str) -> None:
         versions.remove_alias(self.repo, name, alias)
 
+    # -- runs and lineage ----------------------------------------------------
+    def run(
+        self,
+        job_type: str | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        project: str | None = None,
+        command: str | None = None,
+    ) -> Run:
+        """Start a run (status ``running``); use it in a ``with`` block so it ends finished or failed.
+
+        The run records the git commit and dirty flag of the working directory
+        (when it is in a git repository) and ``command`` (default: ``sys.argv``).
+        """
+        record = runs.start_run(
+            self.repo, job_type=job_type, name=name, project=project, config=config, tags=tags, command=command
+        )
+        return Run(self, record)
+
+    def get_run(self, run_id: str) -> Run:
+        """An existing run by id (or unique prefix)."""
+        return Run(self, runs.get_run(self.repo, run_id))
+
+    def runs(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        order: str | Sequence[str] | None = "-created_at",
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Run]:
+        """Runs matching a MongoDB-style filter, e.g. ``{"$or": [{"config.lr": 0.01}, {"summary.acc": {"$gt": 0.9}}]}``."""
+        return [Run(self, r) for r in runs.list_runs(self.repo, filter, order, limit, offset)]
+
+    def runs_csv(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        order: str | Sequence[str] | None = "-created_at",
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> str:
+        """The matching runs as CSV text (config.* and summary.* flattened into columns)."""
+        return export.to_csv(runs.list_runs(self.repo, filter, order, limit, offset))
+
+    def lineage(self, spec: str, direction: str = "downstream", depth: int | None = None) -> lineage.Graph:
+        """Runs and versions upstream or downstream of ``spec`` (a version spec, or ``run:ID``)."""
+        return lineage.lineage(self.repo, spec, direction, depth)
+
+    def export_runs_csv(self, path: str | os.PathLike[str], filter: Mapping[str, Any] | None = None) -> int:
+        """Write the runs matching ``filter`` to a CSV file (atomically); returns how many."""
+        found = runs.list_runs(self.repo, filter, "created_at")
+        target = Path(path)
+        temp = target.with_name(f".{target.name}.tmp")
+        try:
+            temp.write_text(export.to_csv(found), encoding="utf-8")
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return len(found)
+
+    def runs_dataframe(self, filter: Mapping[str, Any] | None = None) -> Any:
+        """The matching runs as a pandas DataFrame (one row per run, dotted config./summary. columns)."""
+        try:
+            import pandas
+        except ImportError as exc:
+            raise UsageError("runs_dataframe needs pandas; install it with 'pip install pandas'") from exc
+        columns, rows = export.flat_rows(runs.list_runs(self.repo, filter, "created_at"))
+        return pandas.DataFrame(rows, columns=columns)
+
+    # -- imports -------------------------------------------------------------
+    def import_mlflow(
+        self,
+        tracking_uri: str,
+        *,
+        experiment: str | None = None,
+        project: str | None = None,
+        artifacts: bool = True,
+        progress: Progress | None = None,
+    ) -> ImportReport:
+        """Import new and changed MLflow runs (params, metrics, tags, artifacts); the source is only read."""
+        from refstore.services.importers.mlflow import import_mlflow
+
+        return import_mlflow(
+            self.repo, tracking_uri, experiment=experiment, project=project, artifacts=artifacts, progress=progress
+        )
+
+    def import_store(
+        self, path: str | os.PathLike[str], *, remap: Mapping[str, str] | None = None, progress: Progress | None = None
+    ) -> ImportReport:
+        """Import what is new in another refstore directory (projects renamed by ``remap``)."""
+        from refstore.services.importers.refstore_dir import import_store
+
+        return import_store(self.repo, os.fspath(path), remap=remap, progress=progress)
+
+    # -- remotes -------------------------------------------------------------
+    def add_remote(self, name: str, url: str, **options: Any) -> dict[str, Any]:
+        """Remember remote ``name`` at ``url`` (any fsspec URL or a directory).
+
+        ``options`` go to the fsspec backend (e.g. ``client_kwargs``); anything that
+        looks like a credential is refused - credentials come from the environment.
+        """
+        return remotes.add_remote(self.repo, name, url, options).as_dict()
+
+    def remotes(self) -> list[dict[str, Any]]:
+        """The configured remotes: name, url and options."""
+        return [remote.as_dict() for remote in remotes.list_remotes(self.repo)]
+
+    def remove_remote(self, name: str) -> None:
+        remotes.remove_remote(self.repo, name)
+
+    def push(
+        self, remote: str | None = None, specs: Sequence[str] = (), jobs: int = 8, progress: Progress | None = None
+    ) -> SyncResult:
+        """Send versions (all, or ``NAME``/``NAME:vN`` and the ones before it), their objects and aliases.
+
+        ``result.renumbered`` lists versions that took a later number because another
+        store pushed first; ``result.conflicts`` lists alias moves that were not applied.
+        """
+        from refstore.services.push import push
+
+        return push(self.repo, remote, specs, jobs=_jobs(jobs), progress=progress)
+
+    def pull(
+        self,
+        remote: str | None = None,
+        specs: Sequence[str] = (),
+        objects: bool = False,
+        jobs: int = 8,
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        """Merge the remote's versions and aliases; with ``objects=True`` also fetch their bytes."""
+        from refstore.services.pull import pull
+
+        return pull(self.repo, remote, specs, objects=objects, jobs=_jobs(jobs), progress=progress)
+
     def delete(self, spec: str, *, delete_aliases: bool = False) -> None:
         """Delete a version; its bytes are freed by the next :meth:`gc`."""
         versions.delete_version(self.repo, spec, delete_aliases=delete_aliases)
 
     # -- maintenance ---------------------------------------------------------
     def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:
-        """Re-hash every cached object and manifest record."""
-        return maintenance.verify_store(self.repo, progress)
+        """Re-hash every cached object and manifest record.
+
+        Objects absent from the cache are not problems when a remote holds them
+        (versions pushed to or pulled from it): a lazily pulled clone lacks them by design.
+        """
+        return maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
 
     def gc(self, dry_run: bool = False) -> maintenance.GcReport:
         """Delete objects and records that no version needs."""
         return maintenance.collect_garbage(self.repo, dry_run=dry_run)
+
+
+def _jobs(jobs: int) -> int:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 256:
+        raise UsageError(f"jobs must be a number from 1 to 256, not {jobs!r}")
+    return jobs
+
+
+def clone(url: str, path: str | os.PathLike[str] | None = None, *, remote: str = "origin", **options: Any) -> Store:
+    """Create a store in ``path`` whose remote ``origin`` is ``url``, and pull its metadata.
+
+    Objects are fetched on demand (``get``/``download``) or with ``pull(objects=True)``.
+    Nothing is left behind when the clone fails.
+    """
+    import shutil
+
+    from refstore.core.location import new_store_dir
+    from refstore.core.remotefs import RemoteFS
+    from refstore.services.remote_layout import MARKER, parse_marker
+
+    target = new_store_dir(Path(path) if path is not None else None)
+    if target.exists():
+        raise UsageError(f"{target} already exists; clone into a new directory")
+    remotes.check_options(dict(options))
+    fs = RemoteFS(url, options)
+    try:
+        algorithm = parse_marker(fs.read(MARKER), fs.url)
+    except FileNotFoundError:
+        raise NotFoundError(f"{fs.url} is not a refstore remote (no {MARKER}); push to it first") from None
+    created_parent = not target.parent.exists()
+    store = init(target.parent, algorithm=algorithm)
+    try:
+        store.add_remote(remote, url, **options)
+        store.pull(remote)
+    except BaseException:
+        store.close()
+        shutil.rmtree(target, ignore_errors=True)
+        if created_parent:
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
+    return store
 
 
 def open(path: str | os.PathLike[str] | None = None) -> Store:
