@@ -307,14 +307,15 @@ class Bench:
         clone, dvc_clone = work / "clone-refstore", work / "clone-dvc"
         tools: list[Tool] = []
         if hasattr(refstore_pkg.Store, "push"):
-            tools.append(
-                Tool(
-                    "refstore",
-                    lambda: (rmtree(rs_remote), rs_remote.mkdir()),  # type: ignore[func-returns-value]
-                    lambda: python_api(f"store.push({str(rs_remote)!r}, [{name!r}], jobs=8)"),
-                    rs_dir,
-                )
-            )
+
+            def fresh_remote() -> None:
+                rmtree(rs_remote)
+                rs_remote.mkdir()
+                if "bench" in subprocess.run(refstore("remote", "list"), cwd=rs_dir, capture_output=True, text=True).stdout:
+                    quiet(refstore("remote", "remove", "bench"), rs_dir)
+                quiet(refstore("remote", "add", "bench", str(rs_remote)), rs_dir)
+
+            tools.append(Tool("refstore", fresh_remote, lambda: python_api(f"store.push('bench', [{name!r}], jobs=8)"), rs_dir))
         if dvc and dvc_dir is not None:
             tools.append(
                 Tool(
@@ -338,12 +339,13 @@ class Bench:
                 rmtree(clone)
                 clone.mkdir()
                 quiet(refstore("init"), clone)
+                quiet(refstore("remote", "add", "bench", str(rs_remote)), clone)
 
             tools.append(
                 Tool(
                     "refstore",
                     fresh_clone,
-                    lambda: python_api(f"store.pull({str(rs_remote)!r}, [{name!r}], objects=True, jobs=8)"),
+                    lambda: python_api(f"store.pull('bench', [{name!r}], objects=True, jobs=8)"),
                     clone,
                 )
             )
