@@ -1,9 +1,8 @@
 """The content-addressed object cache under ``.refstore/objects``.
 
 An object lives at ``objects/<first two hex>/<rest>``, read-only. Writes are
-staged (small objects as hidden ``.<random>.part`` files in their shard
-directory, larger ones in ``.refstore/tmp``) and only renamed under their
-digest after the bytes are durable, so an object is never visible
+staged in ``.refstore/tmp`` and only renamed under their digest after the
+bytes are durable, so an object is never visible
 half-written. A batch of objects is flushed with one ``syncfs`` before any
 rename (a handful are fsynced one by one), which keeps the crash guarantee
 without one fsync per file.
@@ -141,11 +140,11 @@ class ObjectCache:
     def stage_stream(self, source: BinaryIO, expected: str | None = None) -> tuple[str, int, Path]:
         """Copy ``source`` to a staged temp file, hashing on the way.
 
-        A stream that fits in one read (most files) is hashed first and staged
-        as a hidden ``.<random>.part`` file in its own shard directory, so that
-        publishing it is a rename inside one directory (measurably cheaper on
-        ext4 than a rename across directories). Larger streams are staged in
-        ``tmp/``. Either way nothing appears under a digest name before
+        A stream that fits in one read (most files) is hashed from that one
+        buffer and written with one ``write``; larger streams are copied
+        through a reused buffer. Both are staged in ``tmp/`` (the format's
+        staging area: everything there is garbage after a crash), read-only
+        from creation, and nothing appears under a digest name before
         :meth:`publish`. Raises :class:`IntegrityError` (and removes the temp
         file) when the bytes do not hash to ``expected``.
         """
@@ -155,12 +154,11 @@ class ObjectCache:
             digest = hashing.hash_bytes(first, self.algorithm)
             if expected is not None and digest != expected:
                 raise IntegrityError(f"bytes hash to {digest}, expected {expected}", expected=expected, got=digest)
-            shard = f"{self.objects}/{digest[:2]}"
-            temp = f"{shard}/.{uuid.uuid4().hex}.part"
+            temp = f"{self.tmp}/{uuid.uuid4().hex}.part"
             try:
                 fd = os.open(temp, _CREATE, 0o444)
             except FileNotFoundError:
-                os.makedirs(shard, exist_ok=True)
+                os.makedirs(self.tmp, exist_ok=True)
                 fd = os.open(temp, _CREATE, 0o444)
             try:
                 view = memoryview(first)
