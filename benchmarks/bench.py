@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's refstore, not an installed one
 from datasets import PRESETS, Spec, curve_spec, generate
 
 REPO = Path(__file__).resolve().parent.parent
