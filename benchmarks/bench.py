@@ -312,7 +312,14 @@ class Bench:
             def fresh_remote() -> None:
                 rmtree(rs_remote)
                 rs_remote.mkdir()
-                if "bench" in subprocess.run(refstore("remote", "list"), cwd=rs_dir, capture_output=True, text=True).stdout:
+                listing = subprocess.run(
+                    refstore("remote", "list"),
+                    cwd=rs_dir,
+                    capture_output=True,
+                    text=True,
+                    env=dict(os.environ, PYTHONPATH=str(REPO)),
+                )
+                if "bench" in listing.stdout:
                     quiet(refstore("remote", "remove", "bench"), rs_dir)
                 quiet(refstore("remote", "add", "bench", str(rs_remote)), rs_dir)
 
