@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import BinaryIO, Protocol
 
 import xxhash
@@ -19,7 +20,9 @@ from refstore.errors import UsageError
 DEFAULT_ALGORITHM = "xxh3-128"
 ALGORITHMS = ("xxh3-128", "sha256")
 CHUNK = 1 << 20
+COPY_BUFFER = 4 << 20
 _HEX_LENGTH = {"xxh3-128": 32, "sha256": 64}
+_HEX_DIGITS = "0123456789abcdef"
 
 
 class Hasher(Protocol):
@@ -43,6 +46,8 @@ def digest_length(algorithm: str) -> int:
 
 
 def hash_bytes(data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> str:
+    if algorithm == "xxh3-128":
+        return xxhash.xxh3_128_hexdigest(data)  # one call, no hasher object
     hasher = new_hasher(algorithm)
     hasher.update(data)
     return hasher.hexdigest()
@@ -51,14 +56,28 @@ def hash_bytes(data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> str:
 def hash_stream(stream: BinaryIO, algorithm: str = DEFAULT_ALGORITHM) -> tuple[str, int]:
     """Digest and size of everything left in ``stream``.
 
-    ``read(CHUNK)`` allocates only what it returns, so small files (the common
-    case) cost one read and no 1 MiB buffer.
+    Small streams (the common case) cost two reads and one hash call; large
+    ones are hashed through one reused buffer.
     """
+    first = stream.read(CHUNK)
+    second = stream.read(CHUNK) if first else b""
+    if not second:
+        return hash_bytes(first, algorithm), len(first)
     hasher = new_hasher(algorithm)
-    size = 0
-    while chunk := stream.read(CHUNK):
-        hasher.update(chunk)
-        size += len(chunk)
+    hasher.update(first)
+    hasher.update(second)
+    size = len(first) + len(second)
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while chunk := stream.read(CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+        return hasher.hexdigest(), size
+    buffer = bytearray(COPY_BUFFER)
+    view = memoryview(buffer)
+    while count := readinto(buffer):
+        hasher.update(view[:count])
+        size += count
     return hasher.hexdigest(), size
 
 
@@ -68,17 +87,41 @@ def hash_file(path: str | os.PathLike[str], algorithm: str = DEFAULT_ALGORITHM) 
         return hash_stream(stream, algorithm)
 
 
-def copy_and_hash(source: BinaryIO, target: BinaryIO, algorithm: str = DEFAULT_ALGORITHM) -> tuple[str, int]:
-    """Copy ``source`` to ``target`` while hashing, so bytes are read once."""
+def copy_and_hash(
+    source: BinaryIO, target: BinaryIO, algorithm: str = DEFAULT_ALGORITHM, *, prefix: Sequence[bytes] = ()
+) -> tuple[str, int]:
+    """Copy ``source`` to ``target`` while hashing, so bytes are read once.
+
+    ``prefix`` is hashed (not written) first: bytes the caller already read and
+    wrote. Large copies reuse one buffer (``readinto``) instead of allocating a
+    fresh chunk per read.
+    """
     hasher = new_hasher(algorithm)
     size = 0
-    while chunk := source.read(CHUNK):
-        hasher.update(chunk)
-        target.write(chunk)
-        size += len(chunk)
+    for part in prefix:
+        hasher.update(part)
+        size += len(part)
+    first = source.read(CHUNK)
+    hasher.update(first)
+    target.write(first)
+    size += len(first)
+    readinto = getattr(source, "readinto", None)
+    if len(first) < CHUNK or readinto is None:  # small files never allocate the big buffer
+        while chunk := source.read(CHUNK):
+            hasher.update(chunk)
+            target.write(chunk)
+            size += len(chunk)
+        return hasher.hexdigest(), size
+    buffer = bytearray(COPY_BUFFER)
+    view = memoryview(buffer)
+    while count := readinto(buffer):
+        filled = view[:count]
+        hasher.update(filled)
+        target.write(filled)
+        size += count
     return hasher.hexdigest(), size
 
 
 def is_digest(text: str, algorithm: str = DEFAULT_ALGORITHM) -> bool:
     """True when ``text`` is a well-formed lowercase hex digest of ``algorithm``."""
-    return len(text) == digest_length(algorithm) and all(c in "0123456789abcdef" for c in text)
+    return len(text) == digest_length(algorithm) and not text.strip(_HEX_DIGITS)

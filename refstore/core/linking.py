@@ -15,11 +15,12 @@ import errno
 import fcntl
 import logging
 import os
+import uuid
 from pathlib import Path
 
 from refstore.core import hashing
 from refstore.core.objects import ObjectCache, named_temp_beside
-from refstore.errors import IntegrityError, UsageError
+from refstore.errors import IntegrityError, NotFoundError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,73 @@ def materialize(cache: ObjectCache, digest: str, target: Path, mode: str = "copy
         if used in ("copy", "reflink"):
             os.chmod(temp, 0o644)
         os.replace(temp, target)
+        if used == "hardlink":
+            # rename() between two links to one inode does nothing and leaves the temp name behind.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
     return used
+
+
+def _verify_object(cache: ObjectCache, digest: str) -> str:
+    """The object's path after re-hashing it (one open, no separate existence check)."""
+    source = f"{cache.objects}/{digest[:2]}/{digest[2:]}"
+    try:
+        actual, _ = hashing.hash_file(source, cache.algorithm)
+    except FileNotFoundError:
+        raise NotFoundError(f"object {digest} is not in the cache; pull it from a remote or re-add the file") from None
+    if actual != digest:
+        cache.quarantine(digest)
+        raise IntegrityError(
+            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
+            expected=digest,
+            got=actual,
+        )
+    return source
+
+
+def materialize_new(cache: ObjectCache, digest: str, target: str, mode: str) -> str:
+    """:func:`materialize` for a ``target`` whose directory exists and which was absent when listed.
+
+    The common case of a checkout into a fresh directory. A hardlink or symlink
+    is created under its final name directly (``link``/``symlink`` are atomic
+    and never follow or overwrite an existing name), saving a temp name and a
+    rename per file; a copy is still written beside the target and renamed, so
+    a killed checkout never leaves a partial file under a user's file name.
+    ``digest`` must already be validated (it comes from a parsed record). Falls
+    back to :func:`materialize` if the name appeared meanwhile. ``reflink`` and
+    ``auto`` always take that general path.
+    """
+    if mode in ("hardlink", "symlink"):
+        source = _verify_object(cache, digest)
+        try:
+            if mode == "hardlink":
+                os.link(source, target)
+            else:
+                os.symlink(os.path.abspath(source), target)
+            return mode
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if mode == "symlink" or exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            log.info("hardlink impossible for %s (%s); copying", target, exc.strerror)
+            return materialize(cache, digest, Path(target), "copy")
+    elif mode == "copy":
+        temp = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{uuid.uuid4().hex[:16]}.tmp"
+        try:
+            _copy_verified(cache, digest, Path(temp))
+            os.chmod(temp, 0o644)
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        return mode
+    return materialize(cache, digest, Path(target), mode)
 
 
 def matches(path: Path, digest: str, size: int, algorithm: str) -> bool:

@@ -2,9 +2,10 @@
 
 An object lives at ``objects/<first two hex>/<rest>``, read-only. Writes are
 staged in ``.refstore/tmp`` and only renamed under their digest after the
-bytes are durable, so an object is never visible half-written. Many small
-objects are staged as a batch that is flushed with one ``sync`` before any
-rename, which keeps the crash guarantee without one fsync per file.
+bytes are durable, so an object is never visible
+half-written. A batch of objects is flushed with one ``syncfs`` before any
+rename (a handful are fsynced one by one), which keeps the crash guarantee
+without one fsync per file.
 Objects are re-hashed whenever they are read for a user; a corrupt one is
 removed and reported, never handed over.
 """
@@ -16,7 +17,7 @@ import logging
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,11 +26,44 @@ from refstore.errors import IntegrityError, NotFoundError
 
 log = logging.getLogger(__name__)
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+SYNC_EACH_UP_TO = 64  # up to this many new objects, fsync each instead of flushing the filesystem
+_LIST_SHARD_AT = 16  # from this many lookups in one shard, listing it beats stat per object
 
 
-def durable_sync() -> None:
-    """Flush every dirty page to disk (one call for a whole batch of files)."""
+def durable_sync(path: Path | None = None) -> None:
+    """Flush dirty pages to disk: one call for a whole batch of files.
+
+    With ``path``, only its filesystem is flushed (``syncfs``, Linux), so a
+    store does not wait for unrelated writes elsewhere on the machine.
+    """
+    if path is not None and _syncfs(path):
+        return
     os.sync()
+
+
+def _syncfs(path: Path) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return bool(syncfs(fd) == 0)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Make one file's bytes durable (cheaper than a global sync for a handful of files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,57 +92,141 @@ class ObjectCache:
         return self.objects / digest[:2] / digest[2:]
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        if not hashing.is_digest(digest, self.algorithm):
+            raise IntegrityError(f"invalid object digest {digest!r}")
+        return os.path.isfile(f"{self.objects}/{digest[:2]}/{digest[2:]}")  # no Path objects: called per entry
 
     def has_fast(self, digest: str) -> bool:
         """``has`` without validating ``digest`` (for digests this store computed itself)."""
         return os.path.isfile(f"{self.objects}/{digest[:2]}/{digest[2:]}")
 
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        """The subset of ``digests`` (computed by this store) that is not in the cache.
+
+        Asking about many objects lists their shard directories once instead of
+        one ``stat`` per object: a stat-cache hit then costs no syscall of its own.
+        """
+        by_shard: dict[str, list[str]] = {}
+        for digest in digests:
+            by_shard.setdefault(digest[:2], []).append(digest)
+        absent: set[str] = set()
+        for shard, wanted in by_shard.items():
+            if len(wanted) < _LIST_SHARD_AT:
+                absent.update(d for d in wanted if not self.has_fast(d))
+                continue
+            try:
+                names = set(os.listdir(f"{self.objects}/{shard}"))
+            except FileNotFoundError:
+                names = set()
+            absent.update(d for d in wanted if d[2:] not in names)
+        return absent
+
     def digests(self) -> Iterator[str]:
-        """Every digest present in the cache (order unspecified)."""
+        """Every digest present in the cache (order unspecified; staged temp files are skipped)."""
         if not self.objects.is_dir():
             return
         for shard in os.scandir(self.objects):
             if shard.is_dir() and len(shard.name) == 2:
                 for item in os.scandir(shard.path):
-                    yield shard.name + item.name
+                    if not item.name.startswith("."):
+                        yield shard.name + item.name
 
     # -- writing ----------------------------------------------------------
     def temp_file(self) -> tuple[BinaryIO, Path]:
-        """An open, new file in the staging directory."""
+        """An open, new, read-only file in the staging directory (writable through the handle)."""
         path = self.tmp / f"{uuid.uuid4().hex}.part"
-        return open(path, "xb"), path
+        return os.fdopen(os.open(path, _CREATE, 0o444), "wb"), path
 
     def stage_stream(self, source: BinaryIO, expected: str | None = None) -> tuple[str, int, Path]:
         """Copy ``source`` to a staged temp file, hashing on the way.
 
-        Raises :class:`IntegrityError` (and removes the temp file) when the
-        bytes do not hash to ``expected``.
+        A stream that fits in one read (most files) is hashed from that one
+        buffer and written with one ``write``; larger streams are copied
+        through a reused buffer. Both are staged in ``tmp/`` (the format's
+        staging area: everything there is garbage after a crash), read-only
+        from creation, and nothing appears under a digest name before
+        :meth:`publish`. Raises :class:`IntegrityError` (and removes the temp
+        file) when the bytes do not hash to ``expected``.
         """
-        handle, temp = self.temp_file()
+        first = source.read(hashing.CHUNK)
+        more = source.read(hashing.CHUNK) if first else b""  # a short read is not always the end
+        if not more:
+            digest = hashing.hash_bytes(first, self.algorithm)
+            if expected is not None and digest != expected:
+                raise IntegrityError(f"bytes hash to {digest}, expected {expected}", expected=expected, got=digest)
+            temp = f"{self.tmp}/{uuid.uuid4().hex}.part"
+            try:
+                fd = os.open(temp, _CREATE, 0o444)
+            except FileNotFoundError:
+                os.makedirs(self.tmp, exist_ok=True)
+                fd = os.open(temp, _CREATE, 0o444)
+            try:
+                view = memoryview(first)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except BaseException:
+                os.close(fd)
+                os.unlink(temp)
+                raise
+            os.close(fd)
+            return digest, len(first), Path(temp)
+        handle, staged = self.temp_file()
         try:
             with handle:
-                digest, size = hashing.copy_and_hash(source, handle, self.algorithm)
+                handle.write(first)
+                handle.write(more)
+                digest, size = hashing.copy_and_hash(source, handle, self.algorithm, prefix=(first, more))
         except BaseException:
-            temp.unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
             raise
         if expected is not None and digest != expected:
-            temp.unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
             raise IntegrityError(f"bytes hash to {digest}, expected {expected}", expected=expected, got=digest)
-        return digest, size, temp
+        return digest, size, staged
 
     def publish(self, temp: Path, digest: str) -> None:
-        """Move a staged, already durable temp file under its digest."""
+        """Move a staged, already durable temp file under its digest.
+
+        Replacing an existing object is harmless (same bytes, same name), so
+        there is no existence check: one rename per object.
+        """
         target = self.path(digest)
-        if target.exists():
-            temp.unlink(missing_ok=True)
-            return
-        os.chmod(temp, READ_ONLY)
+        if os.stat(temp).st_mode & 0o222:
+            os.chmod(temp, READ_ONLY)
         try:
             os.replace(temp, target)
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
+
+    def publish_durably(self, staged: Sequence[tuple[str | Path, str]]) -> None:
+        """Make staged temp files durable, then publish them and make the names durable.
+
+        A few objects are fsynced one by one (with their shard directories);
+        a batch gets one filesystem-wide flush before and after the renames.
+        Either way no name points at bytes that are not on disk.
+        """
+        if len(staged) <= SYNC_EACH_UP_TO:
+            for temp, _ in staged:
+                fsync_file(temp)
+            self.publish_many(staged)
+            for shard in sorted({digest[:2] for _, digest in staged}):
+                fsync_dir(self.objects / shard)
+            return
+        durable_sync(self.root)  # bytes on disk before any name points at them
+        self.publish_many(staged)
+        durable_sync(self.root)  # names on disk before a version that needs them commits
+
+    def publish_many(self, staged: Iterable[tuple[str | Path, str]]) -> None:
+        """:meth:`publish` for a batch of temp files this store staged itself (read-only already)."""
+        objects = str(self.objects)
+        for temp, digest in staged:
+            target = f"{objects}/{digest[:2]}/{digest[2:]}"
+            try:
+                os.replace(temp, target)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(temp, target)
 
     def add_stream(self, source: BinaryIO, expected: str | None = None) -> tuple[str, int]:
         """Store one stream durably now (fsync, rename, fsync dir)."""
@@ -166,14 +284,21 @@ class ObjectCache:
             self.path(digest).unlink()
 
     def clean_tmp(self, older_than: float = 0.0) -> list[Path]:
-        """Delete staging leftovers (from crashes) older than ``older_than`` seconds."""
+        """Delete staging leftovers (from crashes) older than ``older_than`` seconds.
+
+        Leftovers live in ``tmp/`` and, for small objects, as hidden
+        ``.<random>.part`` files in the shard directories.
+        """
         import time
 
         removed: list[Path] = []
-        if not self.tmp.is_dir():
-            return removed
         cutoff = time.time() - older_than
-        for item in self.tmp.iterdir():
+        candidates: list[Path] = list(self.tmp.iterdir()) if self.tmp.is_dir() else []
+        if self.objects.is_dir():
+            for shard in os.scandir(self.objects):
+                if shard.is_dir() and len(shard.name) == 2:
+                    candidates.extend(Path(i.path) for i in os.scandir(shard.path) if i.name.startswith("."))
+        for item in candidates:
             with contextlib.suppress(FileNotFoundError):
                 if item.stat().st_mtime <= cutoff:
                     item.unlink()

@@ -35,6 +35,17 @@ class StatCache:
         )
         return {path: ((inode, size, mtime), digest) for path, inode, size, mtime, digest in rows}
 
+    def load_rows(self, prefix: str) -> dict[str, tuple[str, int, int, int, str]]:
+        """Like :meth:`load`, keyed by path but with the raw rows (path, inode, size, mtime_ns, digest).
+
+        Building no nested tuples makes loading a million rows markedly cheaper.
+        """
+        rows = self.db.execute(
+            "SELECT path, inode, size, mtime_ns, digest FROM stat_cache WHERE path >= ? AND path < ?",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return {row[0]: row for row in rows}
+
     @staticmethod
     def is_safe(key: StatKey, hashed_at_ns: int) -> bool:
         return key[2] < hashed_at_ns - RACY_WINDOW_NS

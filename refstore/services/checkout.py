@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from refstore.core import hashing
-from refstore.core.linking import check_mode, matches, materialize
+from refstore.core.linking import check_mode, matches, materialize, materialize_new
 from refstore.core.paths import safe_join
 from refstore.core.repo import Repository
 from refstore.core.tree import Entry, walk
 from refstore.services.fetch import fill_cache
-from refstore.services.ingest import WORKERS
+from refstore.services.ingest import BATCH_BYTES, BATCH_FILES, WORKERS
 from refstore.services.versions import VersionRecord
 
 Progress = Callable[[int, int], None]
@@ -32,6 +32,43 @@ class CheckoutResult:
     modes: dict[str, int]
 
 
+def _plan(root: Path, items: list[Entry]) -> dict[str, list[tuple[Entry, str]]]:
+    """Group entries by target directory, refusing any path that escapes ``root``.
+
+    The full :func:`safe_join` check (normalization and symlink resolution)
+    runs once per directory; each file name inside it only needs to be one
+    clean path component, which is checked cheaply.
+    """
+    plan: dict[str, list[tuple[Entry, str]]] = {}
+    checked: dict[str, str] = {}
+    for entry in items:
+        parent, _, name = entry.path.rpartition("/")
+        directory = checked.get(parent)
+        if directory is None:
+            target = safe_join(root, entry.path)
+            directory = checked[parent] = str(target.parent)
+        elif name in ("", ".", "..") or "/" in name or "\\" in name or ":" in name or "\x00" in name:
+            safe_join(root, entry.path)  # raises with the precise reason
+        plan.setdefault(directory, []).append((entry, name))
+    return plan
+
+
+def _batches(plan: dict[str, list[tuple[Entry, str]]]) -> list[list[tuple[Entry, str, str]]]:
+    batches: list[list[tuple[Entry, str, str]]] = []
+    current: list[tuple[Entry, str, str]] = []
+    weight = 0
+    for directory, members in plan.items():
+        for entry, name in members:
+            current.append((entry, directory, name))
+            weight += entry.size
+            if len(current) >= BATCH_FILES or weight >= BATCH_BYTES:
+                batches.append(current)
+                current, weight = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
 def download(
     repo: Repository,
     version: VersionRecord,
@@ -47,37 +84,68 @@ def download(
     replaced atomically. Extra files in ``root`` are not touched. ``only``
     limits the work to those manifest paths (the git integration passes the
     files its status found different, so unchanged files are not re-read).
+    Each target directory is created and listed once; files absent from the
+    listing take the fast path of :func:`materialize_new`, in batches on
+    worker threads.
     """
     check_mode(link)
     items = entries(repo, version)
     if only is not None:
         items = [entry for entry in items if entry.path in only]
-    targets = [(entry, safe_join(root, entry.path)) for entry in items]  # refuse escapes before writing
+    plan = _plan(root, items)  # refuse escapes before writing
     with repo.writing():
         digests = fill_cache(repo, items)
     root.mkdir(parents=True, exist_ok=True)
+    present: dict[str, set[str]] = {}
+    for directory in plan:
+        os.makedirs(directory, exist_ok=True)
+        present[directory] = set(os.listdir(directory))
     modes: dict[str, int] = {}
     unchanged = 0
     done = [0, 0]
+    mode = [link]
 
-    def place(pair: tuple[Entry, Path]) -> str | None:
-        entry, target = pair
+    def place(entry: Entry, directory: str, name: str) -> str | None:
         digest = digests[entry.path]
-        if link in ("copy", "auto", "reflink") and matches(target, digest, entry.size, repo.algorithm):
+        if name not in present[directory]:
+            return materialize_new(repo.cache, digest, f"{directory}/{name}", mode[0])
+        target = Path(directory, name)
+        if mode[0] in ("copy", "auto", "reflink") and matches(target, digest, entry.size, repo.algorithm):
             return None
-        return materialize(repo.cache, digest, target, link)
+        return materialize(repo.cache, digest, target, mode[0])
 
+    def place_batch(batch: list[tuple[Entry, str, str]]) -> list[str | None]:
+        return [place(*item) for item in batch]
+
+    batches = _batches(plan)
+    if link == "auto" and batches:
+        # Probe reflink support once; without it "auto" is a plain copy for every file.
+        first = batches[0][0]
+        used = place(*first)
+        if used == "copy":
+            mode[0] = "copy"
+        batches[0] = batches[0][1:]
+        _count(first[0], used, modes, done, progress)
+        if used is None:
+            unchanged += 1
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for (entry, _), used in zip(targets, pool.map(place, targets), strict=True):
-            if used is None:
-                unchanged += 1
-            else:
-                modes[used] = modes.get(used, 0) + 1
-            done[0] += 1
-            done[1] += entry.size
+        for batch, results in zip(batches, pool.map(place_batch, batches), strict=True):
+            for (entry, _, _), used in zip(batch, results, strict=True):
+                if used is None:
+                    unchanged += 1
+                _count(entry, used, modes, done, None)
             if progress is not None:
                 progress(done[0], done[1])
     return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+
+
+def _count(entry: Entry, used: str | None, modes: dict[str, int], done: list[int], progress: Progress | None) -> None:
+    if used is not None:
+        modes[used] = modes.get(used, 0) + 1
+    done[0] += 1
+    done[1] += entry.size
+    if progress is not None:
+        progress(done[0], done[1])
 
 
 @dataclass(frozen=True)
