@@ -122,6 +122,10 @@ class RemoteFS:
             prefix = self.root.rstrip("/") + "/"
             try:
                 found = self.fs.find(self.root)
+                if not found:
+                    # Some backends (fsspec's HTTP walk) swallow connection errors and
+                    # list nothing; a direct lookup tells "empty" from "unreachable".
+                    self.fs.ls(self.root, detail=False)
             except FileNotFoundError:
                 return set()
             finally:
