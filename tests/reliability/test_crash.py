@@ -1,0 +1,224 @@
+"""SIGKILL real ``refstore`` processes at random points; nothing logged may be lost.
+
+Each operation in :data:`CRASH_OPERATIONS` is started as a real subprocess and
+killed with SIGKILL at a random moment (fixed seed) inside the window an
+uninterrupted run takes, at least ``KILLS`` times. After every kill:
+
+- ``verify`` finds no problem (same code as ``refstore verify``, run in-process for speed);
+- every version and alias that existed before is still there, unchanged;
+- a version that appeared is whole (its manifest adds up, its objects are cached);
+- the operation's own post-condition holds (e.g. no half file under a real name).
+
+At the end the operation is repeated to completion and ``refstore verify`` (the CLI)
+passes. push/pull plug in here once remotes exist (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_refstore
+from faultkit import has_command, snapshot, spawn, verify_in_process, write_files
+
+import refstore
+from refstore.core import hashing
+
+KILLS = 20
+LARGE = 32 << 20  # sized so that a put or get takes about a second on 2 cores
+SEED = 20261124
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class CrashRun:
+    """State shared by one operation's attempts."""
+
+    work: Path
+    rng: random.Random
+    attempt: int = 0
+    counts: set[int] = field(default_factory=set)  # file counts a new version may legitimately have
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.work / ".refstore"
+
+
+def _dataset(run: CrashRun) -> None:
+    rng = run.rng
+    write_files(run.work / "data", {f"d{i % 12}/f{i}.bin": rng.randbytes(rng.randint(100, 8000)) for i in range(600)})
+    (run.work / "data" / "large.bin").write_bytes(rng.randbytes(LARGE))
+
+
+def _base_store(run: CrashRun) -> None:
+    run_refstore("init", cwd=run.work)
+    _dataset(run)
+    run_refstore("put", "data", "--name", "crash", "--alias", "base", "--metadata", '{"k": 1}', cwd=run.work)
+
+
+# -- put --------------------------------------------------------------------------------------------
+def put_prepare(run: CrashRun) -> list[str]:
+    """New content every attempt (one more file, a rewritten large file), so the put has work."""
+    data = run.work / "data"
+    (data / f"extra/e{run.attempt}.bin").parent.mkdir(exist_ok=True)
+    (data / f"extra/e{run.attempt}.bin").write_bytes(run.rng.randbytes(500))
+    (data / "large.bin").write_bytes(run.rng.randbytes(LARGE))
+    for i in range(0, 600, 12):
+        (data / f"d{i % 12}/f{i}.bin").write_bytes(run.rng.randbytes(4000))
+    run.counts.add(sum(1 for p in data.rglob("*") if p.is_file()))
+    return ["put", "data", "--name", "crash", "--json"]
+
+
+def put_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
+    for key in after["versions"].keys() - before["versions"].keys():
+        assert after["versions"][key][2] in run.counts, f"{key} is a half version: {after['versions'][key]}"
+
+
+# -- get --------------------------------------------------------------------------------------------
+def get_setup(run: CrashRun) -> None:
+    with refstore.open(run.work) as store:
+        version = store.artifact("crash:base")
+        run.notes["files"] = version.file_count
+        expected = {e.path: e.digest for e in version.files()}
+    (run.work / "expected.json").write_text(json.dumps(expected))
+
+
+def get_prepare(run: CrashRun) -> list[str]:
+    out = run.work / "out"
+    if run.attempt % 2 == 0 and out.exists():  # every other attempt starts empty; the others resume
+        shutil.rmtree(out)
+    return ["get", "crash:base", "-o", str(out)]
+
+
+def get_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A file under a manifest path is absent or whole: never half-written."""
+    expected: dict[str, str] = json.loads((run.work / "expected.json").read_text())
+    out = run.work / "out"
+    if not out.exists():
+        return
+    for path in out.rglob("*"):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(out).as_posix()
+        if rel in expected:
+            assert hashing.hash_file(path)[0] == expected[rel], f"{rel} is half-written after a kill"
+        else:
+            assert path.name.startswith(".") and path.name.endswith(".tmp"), f"unexpected file {rel}"
+            run.notes["temp_leftovers"] = run.notes.get("temp_leftovers", 0) + 1
+
+
+# -- gc ---------------------------------------------------------------------------------------------
+def gc_prepare(run: CrashRun) -> list[str]:
+    """Garbage for gc: loose dead objects every attempt, a deleted version (dead records) every fifth."""
+    work = run.work
+    objects = run.store_dir / "objects"
+    for _ in range(150):
+        data = run.rng.randbytes(64)
+        digest = hashing.hash_bytes(data)
+        path = objects / digest[:2] / digest[2:]
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+    if run.attempt % 5 == 1:
+        write_files(work / "junk", {f"j{i % 30}/x{run.attempt}-{i}.bin": run.rng.randbytes(64) for i in range(200)})
+        with refstore.open(work) as store:
+            art = refstore.Artifact("junk")
+            art.add_dir(work / "junk")
+            version = store.log_artifact(art)
+            store.delete(f"junk:{version.version}")
+        shutil.rmtree(work / "junk")
+    return ["gc", "--json"]
+
+
+def gc_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
+    # every version that was there is intact (checked by the caller) and its bytes still come out
+    if run.attempt > KILLS:  # after the final, complete gc
+        out = run.work / f"gc-out{run.attempt}"
+        with refstore.open(run.work) as store:
+            store.artifact("crash:base").download(out)
+        shutil.rmtree(out)
+
+
+@dataclass(frozen=True)
+class CrashOperation:
+    setup: Callable[[CrashRun], None]
+    prepare: Callable[[CrashRun], list[str]]
+    check: Callable[[CrashRun, dict[str, Any], dict[str, Any]], None]
+    needs: str | None = None  # CLI command that must exist
+
+
+def _nothing(run: CrashRun) -> None:
+    return None
+
+
+# The parametrization point: push/pull (issue 4) add entries here, with a setup that
+# creates a directory remote and a check that the remote's versions are whole.
+CRASH_OPERATIONS: dict[str, CrashOperation] = {
+    "put": CrashOperation(_nothing, put_prepare, put_check),
+    "get": CrashOperation(get_setup, get_prepare, get_check),
+    "gc": CrashOperation(_nothing, gc_prepare, gc_check),
+}
+
+
+def _calibrate(run: CrashRun, op: CrashOperation) -> float:
+    """Duration of an uninterrupted run (the second: the first may warm caches); kills land inside it."""
+    durations = []
+    for _ in range(2):
+        args = op.prepare(run)
+        started = time.monotonic()
+        proc = spawn(*args, cwd=run.work)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        durations.append(time.monotonic() - started)
+    return durations[-1]
+
+
+@pytest.mark.parametrize("name", sorted(CRASH_OPERATIONS))
+def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> None:
+    op = CRASH_OPERATIONS[name]
+    if op.needs and not has_command(op.needs):
+        pytest.skip(f"'refstore {op.needs}' does not exist yet")
+    run = CrashRun(workdir, random.Random(f"{SEED}-{name}"))
+    _base_store(run)
+    op.setup(run)
+    window = _calibrate(run, op)
+    killed = completed = 0
+    while killed < KILLS:
+        run.attempt += 1
+        assert run.attempt <= KILLS * 2, f"only {killed} kills landed in {run.attempt} attempts"
+        args = op.prepare(run)
+        before = snapshot(run.store_dir)
+        proc = spawn(*args, cwd=workdir)
+        time.sleep(run.rng.uniform(0.02, window))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        else:
+            completed += 1
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), err
+        problems = verify_in_process(workdir)
+        assert not problems, f"{name} attempt {run.attempt}: {problems}"
+        after = snapshot(run.store_dir)
+        lost = {k: v for k, v in before["versions"].items() if after["versions"].get(k) != v}
+        assert not lost, f"{name} attempt {run.attempt} lost or changed {lost}"
+        moved = {k: v for k, v in before["aliases"].items() if after["aliases"].get(k) != v}
+        assert not moved, f"{name} attempt {run.attempt} moved aliases {moved}"
+        op.check(run, before, after)
+    # a repeat completes, and the CLI agrees that the store is whole
+    run.attempt += 1
+    proc = spawn(*op.prepare(run), cwd=workdir)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    op.check(run, before, snapshot(run.store_dir))
+    assert "ok:" in run_refstore("verify", cwd=workdir).stdout
+    assert killed >= KILLS
+    print(f"crash[{name}]: {killed} kills, {completed} completed, window {window:.2f}s, notes {run.notes}")
