@@ -13,6 +13,7 @@ from refstore.core.linking import check_mode, matches, materialize
 from refstore.core.paths import safe_join
 from refstore.core.repo import Repository
 from refstore.core.tree import Entry, walk
+from refstore.errors import IntegrityError
 from refstore.services.fetch import fill_cache
 from refstore.services.ingest import WORKERS
 from refstore.services.versions import VersionRecord
@@ -21,7 +22,24 @@ Progress = Callable[[int, int], None]
 
 
 def entries(repo: Repository, version: VersionRecord) -> list[Entry]:
-    return list(walk(repo.record, version.digest))
+    try:
+        return list(walk(repo.record, version.digest))
+    except RecursionError as exc:  # a hostile manifest nested deeper than any real directory tree
+        raise IntegrityError(f"manifest of {version.qualified} nests directories too deeply; it is corrupt") from exc
+
+
+def check_declared(repo: Repository, version: VersionRecord, items: list[Entry], digests: dict[str, str]) -> None:
+    """Refuse a manifest whose sizes lie (objects, or the version's totals) before anything is written."""
+    if (sum(e.size for e in items), len(items)) != (version.size, version.file_count):
+        raise IntegrityError(f"manifest of {version.qualified} does not add up to its recorded size and file count")
+    for entry in items:
+        digest = digests[entry.path]
+        if entry.ref is None and os.stat(repo.cache.path(digest)).st_size != entry.size:
+            repo.cache.verified_path(digest)  # a damaged object is reported (and removed) as such
+            raise IntegrityError(
+                f"manifest of {version.qualified} declares {entry.size} bytes for {entry.path}, "
+                f"but object {digest} has a different size; the manifest is corrupt"
+            )
 
 
 @dataclass
@@ -50,6 +68,7 @@ def download(
     targets = [(entry, safe_join(root, entry.path)) for entry in items]  # refuse escapes before writing
     with repo.writing():
         digests = fill_cache(repo, items)
+    check_declared(repo, version, items, digests)
     root.mkdir(parents=True, exist_ok=True)
     modes: dict[str, int] = {}
     unchanged = 0
