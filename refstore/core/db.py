@@ -128,7 +128,7 @@ class Database:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged schema can yield undecodable messages
             if not _writable(path):
                 raise RefstoreError(
                     f"store {path.parent} is read-only ({exc}); refstore needs write access to it, even to read "
