@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from refstore.core.tree import DIR, REF, parse_record
 from refstore.errors import RefstoreError
 
 Progress = Callable[[int, int], None]
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def reachable(repo: Repository) -> tuple[set[str], set[str], set[str]]:
@@ -76,13 +78,13 @@ def verify_store(repo: Repository, progress: Progress | None = None, *, missing_
                 parse_record(bytes(body), repo.algorithm, expected_digest=digest)
             except RefstoreError as exc:
                 report.problems.append(f"manifest record {digest}: {exc}")
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:
         report.problems.append(f"database: cannot read manifest records ({exc})")
     _check_rows(repo, report)
     declared = _check_tree_totals(repo, report)
     try:
         _, needed, _ = reachable(repo)
-    except (RefstoreError, sqlite3.DatabaseError) as exc:
+    except (RefstoreError, sqlite3.DatabaseError, ValueError) as exc:
         report.problems.append(f"manifests: {exc}")
         needed = set()
     present: set[str] = set()
@@ -117,23 +119,32 @@ def _check_database(repo: Repository, report: VerifyReport) -> None:
             report.problems.extend(f"database: {row}" for row in rows)
         for table, rowid, parent, _ in repo.db.execute("PRAGMA foreign_key_check"):
             report.problems.append(f"database: {table} row {rowid} points at a missing {parent} row")
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:
         report.problems.append(f"database: {exc}; restore refstore.db from a backup or re-pull from a remote")
 
 
 def _check_rows(repo: Repository, report: VerifyReport) -> None:
     """Rows without a checksum: reject values no refstore could have written."""
     try:
-        for art_id, project, name, type_ in repo.db.execute("SELECT id, project, name, type FROM artifacts"):
+        for key, value in repo.db.execute("SELECT key, value FROM config"):
+            if not isinstance(key, str) or not isinstance(value, str):
+                report.problems.append(f"config {key!r}: invalid value {value!r}")
+        for art_id, project, name, type_, _description, created_at in repo.db.execute(
+            "SELECT id, project, name, type, description, created_at FROM artifacts"
+        ):
+            if not isinstance(created_at, str) or not _TIMESTAMP.fullmatch(created_at):
+                report.problems.append(f"artifact {art_id}: invalid creation time {created_at!r}")
             for value, what in ((project, "project"), (name, "name"), (type_, "type")):
                 try:
                     check_name(value, what)
                 except RefstoreError:
                     report.problems.append(f"artifact {art_id}: invalid {what} {value!r}")
-        for vid, number, digest, size, count, metadata in repo.db.execute(
-            "SELECT id, number, digest, size, file_count, metadata FROM versions"
+        for vid, number, digest, size, count, metadata, created_at, _description, _run in repo.db.execute(
+            "SELECT id, number, digest, size, file_count, metadata, created_at, description, run_id FROM versions"
         ):
             where = f"version row {vid}"
+            if not isinstance(created_at, str) or not _TIMESTAMP.fullmatch(created_at):
+                report.problems.append(f"{where}: invalid creation time {created_at!r}")
             if not isinstance(number, int) or number < 0:
                 report.problems.append(f"{where}: invalid version number {number!r}")
             if not isinstance(digest, str) or not hashing.is_digest(digest, repo.algorithm):
@@ -155,7 +166,7 @@ def _check_rows(repo: Repository, report: VerifyReport) -> None:
                 report.problems.append(f"alias {alias!r} of artifact {art_id}: invalid name")
             if owner != art_id:
                 report.problems.append(f"alias {alias!r} of artifact {art_id}: points at version row {vid} of another artifact")
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: text that is no longer UTF-8
         report.problems.append(f"database: cannot read version rows ({exc})")
 
 
@@ -201,7 +212,7 @@ def _check_tree_totals(repo: Repository, report: VerifyReport) -> dict[str, set[
                     f"version {name}:v{number}: row says {size} bytes in {count} files, "
                     f"its manifest holds {actual[0]} bytes in {actual[1]} files"
                 )
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:
         report.problems.append(f"database: cannot read versions ({exc})")
     return declared
 
