@@ -160,16 +160,24 @@ class Database:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc):
+                raise self._read_only(exc) from exc
             raise LockedError(f"the store database is locked by another process ({exc}); retry later") from exc
         self._depth = 1
         try:
             yield self.conn
-        except BaseException:
+        except BaseException as exc:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                raise self._read_only(exc) from exc
             raise
         self._depth = 0
         self.conn.execute("COMMIT")
+
+    def _read_only(self, exc: Exception) -> RefstoreError:
+        return RefstoreError(f"store {self.path.parent} is read-only ({exc}); copy it somewhere writable or fix its permissions")
 
     # -- queries ------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
