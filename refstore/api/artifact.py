@@ -18,8 +18,9 @@ from refstore.core.names import check_name, split_name
 from refstore.core.paths import normalize
 from refstore.core.tree import Entry
 from refstore.errors import IntegrityError, UsageError
-from refstore.services import checkout
+from refstore.services import checkout, references
 from refstore.services.ingest import LocalFile, scan_dir, scan_file
+from refstore.services.references import ReferenceRequest, RefProblem
 from refstore.services.versions import VersionRecord, check_metadata
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Artifact:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._files: dict[str, LocalFile] = {}
         self._references: dict[str, Entry] = {}
+        self._reference_requests: list[ReferenceRequest] = []
         self._staging: tempfile.TemporaryDirectory[str] | None = None
 
     def __repr__(self) -> str:
@@ -89,6 +91,21 @@ class Artifact:
         self._claim(path)
         self._references[path] = entry
 
+    def add_reference(self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None) -> None:
+        """Track an object, or every object under a prefix/directory, by metadata only.
+
+        ``uri`` is any fsspec URL (``s3://``, ``gs://``, ``az://``, ``https://``,
+        ``file://``…). The listing happens when the artifact is logged, with the
+        store's storage options; more than ``max_objects`` objects (default
+        10,000) is an error, never a silent truncation. ``checksum=False``
+        records the uri alone, without any request (see docs/references.md).
+        """
+        self._reference_requests.append(ReferenceRequest(uri, name, checksum, max_objects))
+
+    @property
+    def reference_requests(self) -> list[ReferenceRequest]:
+        return list(self._reference_requests)
+
     @property
     def local_files(self) -> list[LocalFile]:
         return list(self._files.values())
@@ -98,7 +115,7 @@ class Artifact:
         return list(self._references.values())
 
     def is_empty(self) -> bool:
-        return not self._files and not self._references
+        return not self._files and not self._references and not self._reference_requests
 
     def cleanup(self) -> None:
         if self._staging is not None:
@@ -190,6 +207,10 @@ class ArtifactVersion:
         target = Path(root) if root is not None else self.default_root()
         checkout.download(self._store.repo, self._record, target.absolute(), link=link)
         return target
+
+    def check_references(self, download: bool = False) -> list[RefProblem]:
+        """Re-check every reference entry against its backend: metadata only, or re-hash bytes with ``download``."""
+        return references.verify(self._store.repo, self.files(), download=download)
 
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Raise :class:`IntegrityError` unless ``root`` holds exactly this version's files."""

@@ -13,7 +13,7 @@ from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
 from refstore.core.tree import Change, build_tree, diff
 from refstore.errors import UsageError
-from refstore.services import maintenance, versions
+from refstore.services import maintenance, references, versions
 from refstore.services.ingest import ingest
 
 Progress = Callable[[int, int], None]
@@ -59,9 +59,10 @@ class Store:
         if artifact.is_empty():
             raise UsageError(f"artifact {artifact.name} has no files; add files, a directory or references first")
         try:
+            referenced, ref_stat_rows = references.resolve(self.repo, artifact.reference_requests)  # no lock held
             with self.repo.writing():
                 entries, stat_rows = ingest(self.repo, artifact.local_files, progress)
-                tree = build_tree([*entries, *artifact.prepared_entries], self.repo.algorithm)
+                tree = build_tree([*entries, *artifact.prepared_entries, *referenced], self.repo.algorithm)
                 record = versions.commit_version(
                     self.repo,
                     artifact.name,
@@ -71,7 +72,7 @@ class Store:
                     metadata=artifact.metadata,
                     aliases=aliases,
                     run_id=run_id,
-                    stat_rows=stat_rows,
+                    stat_rows=[*stat_rows, *ref_stat_rows],
                 )
         finally:
             artifact.cleanup()

@@ -50,6 +50,9 @@ def init(path: str | None, algorithm: str, project: str) -> None:
 @click.option("--alias", "-a", "aliases", multiple=True, help="Alias to set on the version (repeatable).")
 @click.option("--description", "-d", help="Artifact description.")
 @click.option("--metadata", "-m", help="Version metadata: a JSON object, or @file.json.")
+@click.option("--reference", "-r", "references", multiple=True, help="Track URI by metadata only (repeatable; any fsspec URL).")
+@click.option("--max-objects", type=click.IntRange(min=1), help="Refuse a --reference prefix with more objects (default 10000).")
+@click.option("--no-checksum", is_flag=True, help="Record each --reference uri alone, without listing it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the version as JSON.")
 @pass_state
 def put(
@@ -60,6 +63,9 @@ def put(
     aliases: tuple[str, ...],
     description: str | None,
     metadata: str | None,
+    references: tuple[str, ...],
+    max_objects: int | None,
+    no_checksum: bool,
     as_json: bool,
 ) -> None:
     """Record files and directories as the next version of an artifact.
@@ -68,8 +74,8 @@ def put(
     several paths, each is stored under its own base name. Content equal to
     the latest version creates no new version.
     """
-    if not paths:
-        raise UsageError("nothing to put; give one or more files or directories")
+    if not paths and not references:
+        raise UsageError("nothing to put; give one or more files or directories, or --reference URI")
     meta = read_metadata(metadata)
     art = refstore.Artifact(name, type=type_, description=description, metadata=meta)
     for path in paths:
@@ -78,6 +84,8 @@ def put(
             art.add_dir(path, name=None if single else os.path.basename(os.path.abspath(path)))
         else:
             art.add_file(path)
+    for uri in references:
+        art.add_reference(uri, checksum=not no_checksum, max_objects=max_objects)
     store = state.store()
     with progress_bar("hashing") as progress:
         version = store.log_artifact(art, aliases=aliases, progress=progress)
@@ -184,11 +192,15 @@ def diff(state: Context, old: str, new: str, as_json: bool) -> None:
 def get(state: Context, spec: str, output: str | None, link: str) -> None:
     """Materialise a version into a directory; every file is verified."""
     version = state.store().artifact(spec)
-    with progress_bar("checkout", total=version.file_count) as progress:
-        from refstore.services import checkout
+    from refstore.services import checkout, reffetch
 
-        target = Path(output) if output else version.default_root()
-        result = checkout.download(state.store().repo, version.record, target.absolute(), link=link, progress=progress)
+    target = Path(output) if output else version.default_root()
+    with progress_bar("fetching", unit="ref") as fetching, progress_bar("checkout", total=version.file_count) as progress:
+        token = reffetch.PROGRESS.set(fetching)
+        try:
+            result = checkout.download(state.store().repo, version.record, target.absolute(), link=link, progress=progress)
+        finally:
+            reffetch.PROGRESS.reset(token)
     modes = ", ".join(f"{n} {m}" for m, n in sorted(result.modes.items())) or "nothing to write"
     click.echo(f"{version.name}:{version.version} -> {target} ({modes}; {result.unchanged} already present)")
 

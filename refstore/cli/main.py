@@ -54,6 +54,12 @@ COMMANDS: dict[str, str] = {
     "verify": "refstore.cli.maintenance:verify",
     "gc": "refstore.cli.maintenance:gc",
     "demo": "refstore.cli.demo:demo",
+    "track": "refstore.cli.git:track",
+    "untrack": "refstore.cli.git:untrack",
+    "status": "refstore.cli.git:status",
+    "checkout": "refstore.cli.git:checkout",
+    "hooks": "refstore.cli.git:hooks",
+    "lock-merge": "refstore.cli.git:lock_merge",
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from refstore.cli.main import Context, emit_json, human_size, progress_bar
-from refstore.errors import IntegrityError
+from refstore.errors import BackendError, IntegrityError
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -15,18 +16,24 @@ pass_state = click.make_pass_decorator(Context)
 @click.command()
 @click.argument("spec", required=False)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="With SPEC: check this directory against it.")
+@click.option("--download", is_flag=True, help="With SPEC: re-hash the bytes of its references, not only their metadata.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
-def verify(state: Context, spec: str | None, directory: str | None, as_json: bool) -> None:
+def verify(state: Context, spec: str | None, directory: str | None, download: bool, as_json: bool) -> None:
     """Re-hash every cached object and manifest record (exit 6 on any problem).
 
     With SPEC and --dir, check that a directory holds exactly that version.
+    With SPEC of a version that has references (and no --dir), re-check each
+    reference's remote metadata without downloading; --download re-hashes bytes.
     """
     store = state.store()
     if spec is not None:
         from refstore.services.checkout import verify_directory
 
         version = store.artifact(spec)
+        if directory is None and any(entry.ref is not None for entry in version.files()):
+            verify_references(version, download, as_json)
+            return
         root = Path(directory) if directory else version.default_root()
         problems = verify_directory(store.repo, version.record, root.absolute())
         if as_json:
@@ -77,3 +84,22 @@ def gc(state: Context, dry_run: bool, as_json: bool) -> None:
         f"{verb} {len(report.objects)} objects ({human_size(report.bytes)}), "
         f"{len(report.records)} manifest records, {report.temp_files} temp files"
     )
+
+
+def verify_references(version: Any, download: bool, as_json: bool) -> None:
+    """Print the reference problems of ``version``; exit 6 when one changed or vanished."""
+    problems = version.check_references(download=download)
+    if as_json:
+        emit_json([{"status": p.status, "path": p.path, "detail": p.detail} for p in problems])
+    else:
+        for problem in problems:
+            click.echo(f"{problem.status}\t{problem.path}\t{problem.detail}")
+    failed = [p for p in problems if p.status != "unchecked"]
+    if failed and all(p.status == "error" for p in failed):
+        raise BackendError(f"could not re-check {len(failed)} reference(s) of {version.qualified_name}: {failed[0].detail}")
+    if failed:
+        raise IntegrityError(f"{len(failed)} reference(s) of {version.qualified_name} no longer match: first {failed[0].detail}")
+    if not as_json:
+        checked = sum(1 for entry in version.files() if entry.ref is not None) - len(problems)
+        how = "bytes re-hashed" if download else "metadata re-checked"
+        click.echo(f"ok: {checked} reference(s) of {version.qualified_name} unchanged ({how})")

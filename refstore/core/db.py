@@ -85,11 +85,17 @@ def _migration_1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """Digests of downloaded reference entries, keyed by their recorded remote identity."""
+    run_script(conn, "CREATE TABLE reference_digests (key TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;")
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 # Append only. Position i (1-based) produces format version i.
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _migration_1),
+    ("0002_reference_digests", _migration_2),
 ]
 FORMAT_VERSION = len(MIGRATIONS)
 

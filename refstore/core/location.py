@@ -37,6 +37,10 @@ def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
         found = _as_store_dir(candidate)
         if found is not None:
             return found
+    main = main_worktree(here)
+    found = _as_store_dir(main) if main is not None else None
+    if found is not None:
+        return found
     raise StoreNotFoundError(f"no refstore store in {here} or any parent; run 'refstore init' to create one")
 
 
@@ -48,3 +52,29 @@ def new_store_dir(path: str | os.PathLike[str] | None = None) -> Path:
     if base.exists() and not base.is_dir():
         raise UsageError(f"{base} is a file; give a directory to create the store in")
     return base / STORE_DIRNAME
+
+
+def main_worktree(start: Path) -> Path | None:
+    """For a linked git worktree (``.git`` is a file), the main worktree's top directory.
+
+    A store is ignored by git, so ``git worktree add`` does not copy it: a linked
+    worktree shares the main worktree's store (and its object cache). Reads
+    ``.git`` and ``commondir`` only; no git process.
+    """
+    for candidate in (start, *start.parents):
+        marker = candidate / ".git"
+        if marker.is_dir():
+            return None
+        if not marker.is_file():
+            continue
+        try:
+            text = marker.read_text(encoding="utf-8").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            gitdir = Path(text[len("gitdir:") :].strip())
+            gitdir = gitdir if gitdir.is_absolute() else candidate / gitdir
+            common = (gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()).resolve()
+        except OSError:
+            return None
+        return common.parent if common.name == ".git" else None
+    return None

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from refstore.core import hashing
+from refstore.core import hashing, refdigests
 from refstore.core.names import check_alias, check_name
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, REF, parse_record
@@ -27,6 +27,7 @@ def reachable(repo: Repository) -> tuple[set[str], set[str], set[str]]:
     records: set[str] = set()
     objects: set[str] = set()
     referenced: set[str] = set()
+    unknown: list[str] = []  # identities of references whose digest is only known once downloaded
     stack = [row[0] for row in repo.db.execute("SELECT DISTINCT digest FROM versions")]
     while stack:
         digest = stack.pop()
@@ -40,9 +41,12 @@ def reachable(repo: Repository) -> tuple[set[str], set[str], set[str]]:
             elif node.type == REF:
                 if node.digest is not None:
                     referenced.add(node.digest)
+                elif node.ref is not None:
+                    unknown.append(refdigests.identity(node.size, node.ref, repo.algorithm))
             else:
                 assert node.digest is not None
                 objects.add(node.digest)
+    referenced.update(refdigests.lookup(repo.db, unknown).values())
     return records, objects, referenced
 
 
