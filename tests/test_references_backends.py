@@ -125,17 +125,10 @@ def test_plain_paths_and_nfs_style_mounts_work_without_a_scheme(store: refstore.
 
 
 def test_store_of_previous_format_gains_the_reference_digest_table(tmp_path: Path) -> None:
-    """A format-1 store (before references were downloadable) migrates to format 2 and downloads references."""
-    import sqlite3
+    """A format-1 store (before references were downloadable) migrates and downloads references."""
+    from test_migrations import restore_fixture
 
-    with refstore.init(tmp_path) as store:
-        pass
-    db = sqlite3.connect(tmp_path / ".refstore" / "refstore.db")
-    db.execute("DROP TABLE reference_digests")
-    db.execute("DELETE FROM migrations WHERE name = '0002_reference_digests'")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
-    db.close()
+    restore_fixture("format1", tmp_path)
     (tmp_path / "f").write_bytes(b"content")
     with refstore.open(tmp_path) as store:
         assert store.repo.db.format_version() >= 2

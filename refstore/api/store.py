@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from refstore.api.artifact import Artifact, ArtifactVersion
+from refstore.api.run import Run
 from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
 from refstore.core.tree import Change, build_tree, diff
 from refstore.errors import UsageError
-from refstore.services import maintenance, references, versions
+from refstore.services import export, lineage, maintenance, references, runs, versions
+from refstore.services.importers.progress import ImportReport
 from refstore.services.ingest import ingest
 
 Progress = Callable[[int, int], None]
@@ -102,6 +104,101 @@ class Store:
 
     def remove_alias(self, name: str, alias: str) -> None:
         versions.remove_alias(self.repo, name, alias)
+
+    # -- runs and lineage ----------------------------------------------------
+    def run(
+        self,
+        job_type: str | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        project: str | None = None,
+        command: str | None = None,
+    ) -> Run:
+        """Start a run (status ``running``); use it in a ``with`` block so it ends finished or failed.
+
+        The run records the git commit and dirty flag of the working directory
+        (when it is in a git repository) and ``command`` (default: ``sys.argv``).
+        """
+        record = runs.start_run(
+            self.repo, job_type=job_type, name=name, project=project, config=config, tags=tags, command=command
+        )
+        return Run(self, record)
+
+    def get_run(self, run_id: str) -> Run:
+        """An existing run by id (or unique prefix)."""
+        return Run(self, runs.get_run(self.repo, run_id))
+
+    def runs(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        order: str | Sequence[str] | None = "-created_at",
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Run]:
+        """Runs matching a MongoDB-style filter, e.g. ``{"$or": [{"config.lr": 0.01}, {"summary.acc": {"$gt": 0.9}}]}``."""
+        return [Run(self, r) for r in runs.list_runs(self.repo, filter, order, limit, offset)]
+
+    def runs_csv(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        order: str | Sequence[str] | None = "-created_at",
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> str:
+        """The matching runs as CSV text (config.* and summary.* flattened into columns)."""
+        return export.to_csv(runs.list_runs(self.repo, filter, order, limit, offset))
+
+    def lineage(self, spec: str, direction: str = "downstream", depth: int | None = None) -> lineage.Graph:
+        """Runs and versions upstream or downstream of ``spec`` (a version spec, or ``run:ID``)."""
+        return lineage.lineage(self.repo, spec, direction, depth)
+
+    def export_runs_csv(self, path: str | os.PathLike[str], filter: Mapping[str, Any] | None = None) -> int:
+        """Write the runs matching ``filter`` to a CSV file (atomically); returns how many."""
+        found = runs.list_runs(self.repo, filter, "created_at")
+        target = Path(path)
+        temp = target.with_name(f".{target.name}.tmp")
+        try:
+            temp.write_text(export.to_csv(found), encoding="utf-8")
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return len(found)
+
+    def runs_dataframe(self, filter: Mapping[str, Any] | None = None) -> Any:
+        """The matching runs as a pandas DataFrame (one row per run, dotted config./summary. columns)."""
+        try:
+            import pandas
+        except ImportError as exc:
+            raise UsageError("runs_dataframe needs pandas; install it with 'pip install pandas'") from exc
+        columns, rows = export.flat_rows(runs.list_runs(self.repo, filter, "created_at"))
+        return pandas.DataFrame(rows, columns=columns)
+
+    # -- imports -------------------------------------------------------------
+    def import_mlflow(
+        self,
+        tracking_uri: str,
+        *,
+        experiment: str | None = None,
+        project: str | None = None,
+        artifacts: bool = True,
+        progress: Progress | None = None,
+    ) -> ImportReport:
+        """Import new and changed MLflow runs (params, metrics, tags, artifacts); the source is only read."""
+        from refstore.services.importers.mlflow import import_mlflow
+
+        return import_mlflow(
+            self.repo, tracking_uri, experiment=experiment, project=project, artifacts=artifacts, progress=progress
+        )
+
+    def import_store(
+        self, path: str | os.PathLike[str], *, remap: Mapping[str, str] | None = None, progress: Progress | None = None
+    ) -> ImportReport:
+        """Import what is new in another refstore directory (projects renamed by ``remap``)."""
+        from refstore.services.importers.refstore_dir import import_store
+
+        return import_store(self.repo, os.fspath(path), remap=remap, progress=progress)
 
     def delete(self, spec: str, *, delete_aliases: bool = False) -> None:
         """Delete a version; its bytes are freed by the next :meth:`gc`."""

@@ -54,6 +54,10 @@ def init(path: str | None, algorithm: str, project: str) -> None:
 @click.option("--max-objects", type=click.IntRange(min=1), help="Refuse a --reference prefix with more objects (default 10000).")
 @click.option("--no-checksum", is_flag=True, help="Record each --reference uri alone, without listing it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the version as JSON.")
+@click.option("--run-job-type", help="Record the put as a run of this job type (its output is the new version).")
+@click.option("--run-name", help="Name of that run.")
+@click.option("--input", "-i", "inputs", multiple=True, help="Version the run used, e.g. mnist:v1 (repeatable).")
+@click.option("--run", "run_id", help="Log the version in an existing run (from 'refstore run start').")
 @pass_state
 def put(
     state: Context,
@@ -67,6 +71,10 @@ def put(
     max_objects: int | None,
     no_checksum: bool,
     as_json: bool,
+    run_job_type: str | None,
+    run_name: str | None,
+    inputs: tuple[str, ...],
+    run_id: str | None,
 ) -> None:
     """Record files and directories as the next version of an artifact.
 
@@ -87,8 +95,28 @@ def put(
     for uri in references:
         art.add_reference(uri, checksum=not no_checksum, max_objects=max_objects)
     store = state.store()
-    with progress_bar("hashing") as progress:
-        version = store.log_artifact(art, aliases=aliases, progress=progress)
+    if run_id is not None and (run_job_type or run_name):
+        raise UsageError("--run names an existing run; do not combine it with --run-job-type or --run-name")
+    for spec in inputs:  # resolve first so a bad spec records nothing
+        store.artifact(spec)
+    run = store.get_run(run_id) if run_id is not None else None
+    if run is None and (run_job_type or run_name or inputs):
+        run = store.run(run_job_type or "put", run_name)
+    try:
+        for spec in inputs:
+            assert run is not None
+            run.use_artifact(spec)
+        with progress_bar("hashing") as progress:
+            if run is not None:
+                version = run.log_artifact(art, aliases=aliases, progress=progress)
+            else:
+                version = store.log_artifact(art, aliases=aliases, progress=progress)
+    except BaseException:
+        if run is not None and run_id is None:
+            run.finish("failed")
+        raise
+    if run is not None and run_id is None:
+        run.finish("finished")
     if as_json:
         emit_json({**version.as_dict(), "created": version.created})
     elif version.created:

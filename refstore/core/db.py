@@ -90,12 +90,73 @@ def _migration_2(conn: sqlite3.Connection) -> None:
     run_script(conn, "CREATE TABLE reference_digests (key TEXT PRIMARY KEY, digest TEXT NOT NULL) WITHOUT ROWID;")
 
 
+def _migration_3(conn: sqlite3.Connection) -> None:
+    """Runs, their inputs, metrics history and tags, and importer progress (lineage, queries, imports)."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            job_type TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
+            config TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(config)),
+            summary TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(summary)),
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            git_commit TEXT,
+            git_dirty INTEGER,
+            command TEXT,
+            host TEXT,
+            pid INTEGER,
+            source TEXT
+        );
+        CREATE INDEX runs_created ON runs (created_at);
+        CREATE INDEX runs_project ON runs (project, created_at);
+        CREATE TABLE run_inputs (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, version_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_inputs_version ON run_inputs (version_id, run_id);
+        CREATE INDEX versions_run ON versions (run_id);
+        CREATE TABLE run_metrics (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            logged_at TEXT NOT NULL
+        );
+        CREATE INDEX run_metrics_run ON run_metrics (run_id, key, step);
+        CREATE TABLE run_tags (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (run_id, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_tags_tag ON run_tags (tag, run_id);
+        CREATE TABLE import_progress (
+            source TEXT NOT NULL,
+            item TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+            fingerprint TEXT NOT NULL DEFAULT '',
+            target TEXT,
+            error TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (source, item)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 # Append only. Position i (1-based) produces format version i.
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _migration_1),
     ("0002_reference_digests", _migration_2),
+    ("0003_runs", _migration_3),
 ]
 FORMAT_VERSION = len(MIGRATIONS)
 
