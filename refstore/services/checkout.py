@@ -28,10 +28,14 @@ def entries(repo: Repository, version: VersionRecord) -> list[Entry]:
         raise IntegrityError(f"manifest of {version.qualified} nests directories too deeply; it is corrupt") from exc
 
 
-def check_declared(repo: Repository, version: VersionRecord, items: list[Entry], digests: dict[str, str]) -> None:
-    """Refuse a manifest whose sizes lie (objects, or the version's totals) before anything is written."""
+def check_totals(version: VersionRecord, items: list[Entry]) -> None:
+    """Refuse a manifest that does not add up to its version's recorded size and file count."""
     if (sum(e.size for e in items), len(items)) != (version.size, version.file_count):
         raise IntegrityError(f"manifest of {version.qualified} does not add up to its recorded size and file count")
+
+
+def check_declared(repo: Repository, version: VersionRecord, items: list[Entry], digests: dict[str, str]) -> None:
+    """Refuse entries whose objects are not the size the manifest declares, before anything is written."""
     for entry in items:
         digest = digests[entry.path]
         if entry.ref is None and os.stat(repo.cache.path(digest)).st_size != entry.size:
@@ -68,6 +72,7 @@ def download(
     """
     check_mode(link)
     items = entries(repo, version)
+    check_totals(version, items)
     if only is not None:
         items = [entry for entry in items if entry.path in only]
     targets = [(entry, safe_join(root, entry.path)) for entry in items]  # refuse escapes before writing
