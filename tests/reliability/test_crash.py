@@ -33,7 +33,7 @@ import refstore
 from refstore.core import hashing
 
 KILLS = 20
-LARGE = 32 << 20  # sized so that a put or get takes about a second on 2 cores
+LARGE = 64 << 20  # sized so that a put or get takes about a second on 2 cores
 SEED = 20261124
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,7 @@ def gc_prepare(run: CrashRun) -> list[str]:
     """Garbage for gc: loose dead objects every attempt, a deleted version (dead records) every fifth."""
     work = run.work
     objects = run.store_dir / "objects"
-    for _ in range(150):
+    for _ in range(1000):
         data = run.rng.randbytes(64)
         digest = hashing.hash_bytes(data)
         path = objects / digest[:2] / digest[2:]
