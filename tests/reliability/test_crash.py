@@ -16,6 +16,7 @@ passes. push/pull plug in here once remotes exist (see docs/reliability.md).
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -75,12 +76,17 @@ def put_prepare(run: CrashRun) -> list[str]:
     for i in range(0, 600, 12):
         (data / f"d{i % 12}/f{i}.bin").write_bytes(run.rng.randbytes(4000))
     run.counts.add(sum(1 for p in data.rglob("*") if p.is_file()))
+    run.notes["objects_before"] = count_objects(run)
     return ["put", "data", "--name", "crash", "--json"]
 
 
 def put_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
-    for key in after["versions"].keys() - before["versions"].keys():
+    new = after["versions"].keys() - before["versions"].keys()
+    for key in new:
         assert after["versions"][key][2] in run.counts, f"{key} is a half version: {after['versions'][key]}"
+    staged = any((run.store_dir / "tmp").iterdir()) or count_objects(run) > run.notes.get("objects_before", 0)
+    if not new and staged:
+        run.notes["killed_mid_work"] = run.notes.get("killed_mid_work", 0) + 1
 
 
 # -- get --------------------------------------------------------------------------------------------
@@ -105,6 +111,9 @@ def get_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> N
     out = run.work / "out"
     if not out.exists():
         return
+    whole = sum(1 for p in out.rglob("*") if p.is_file() and p.relative_to(out).as_posix() in expected)
+    if 0 < whole < len(expected):
+        run.notes["killed_mid_work"] = run.notes.get("killed_mid_work", 0) + 1
     for path in out.rglob("*"):
         if not path.is_file():
             continue
@@ -121,7 +130,8 @@ def gc_prepare(run: CrashRun) -> list[str]:
     """Garbage for gc: loose dead objects every attempt, a deleted version (dead records) every fifth."""
     work = run.work
     objects = run.store_dir / "objects"
-    for _ in range(1000):
+    dead = count_objects(run) - run.notes["objects_live"]
+    for _ in range(max(0, 1000 - dead)):  # the same amount of garbage each time, so the window stays right
         data = run.rng.randbytes(64)
         digest = hashing.hash_bytes(data)
         path = objects / digest[:2] / digest[2:]
@@ -135,11 +145,14 @@ def gc_prepare(run: CrashRun) -> list[str]:
             version = store.log_artifact(art)
             store.delete(f"junk:{version.version}")
         shutil.rmtree(work / "junk")
+    run.notes["objects_before"] = count_objects(run)
     return ["gc", "--json"]
 
 
 def gc_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
     # every version that was there is intact (checked by the caller) and its bytes still come out
+    if run.notes["objects_live"] < count_objects(run) < run.notes["objects_before"]:
+        run.notes["killed_mid_work"] = run.notes.get("killed_mid_work", 0) + 1
     if run.attempt > KILLS:  # after the final, complete gc
         out = run.work / f"gc-out{run.attempt}"
         with refstore.open(run.work) as store:
@@ -159,12 +172,20 @@ def _nothing(run: CrashRun) -> None:
     return None
 
 
+def gc_setup(run: CrashRun) -> None:
+    run.notes["objects_live"] = count_objects(run)
+
+
+def count_objects(run: CrashRun) -> int:
+    return sum(len(files) for _, _, files in os.walk(run.store_dir / "objects"))
+
+
 # The parametrization point: push/pull (issue 4) add entries here, with a setup that
 # creates a directory remote and a check that the remote's versions are whole.
 CRASH_OPERATIONS: dict[str, CrashOperation] = {
     "put": CrashOperation(_nothing, put_prepare, put_check),
     "get": CrashOperation(get_setup, get_prepare, get_check),
-    "gc": CrashOperation(_nothing, gc_prepare, gc_check),
+    "gc": CrashOperation(gc_setup, gc_prepare, gc_check),
 }
 
 
@@ -181,6 +202,15 @@ def _calibrate(run: CrashRun, op: CrashOperation) -> float:
     return durations[-1]
 
 
+def _startup(run: CrashRun) -> float:
+    """How long a process takes to start and open the store (``refstore ls``)."""
+    started = time.monotonic()
+    proc = spawn("ls", cwd=run.work)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return (time.monotonic() - started) * 0.8
+
+
 @pytest.mark.parametrize("name", sorted(CRASH_OPERATIONS))
 def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> None:
     op = CRASH_OPERATIONS[name]
@@ -190,6 +220,7 @@ def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> Non
     _base_store(run)
     op.setup(run)
     window = _calibrate(run, op)
+    startup = _startup(run)  # kills before the command does anything would test nothing
     killed = completed = 0
     while killed < KILLS:
         run.attempt += 1
@@ -197,7 +228,7 @@ def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> Non
         args = op.prepare(run)
         before = snapshot(run.store_dir)
         proc = spawn(*args, cwd=workdir)
-        time.sleep(run.rng.uniform(0.02, window))
+        time.sleep(run.rng.uniform(min(startup, window * 0.8), window))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
@@ -221,4 +252,5 @@ def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> Non
     op.check(run, before, snapshot(run.store_dir))
     assert "ok:" in run_refstore("verify", cwd=workdir).stdout
     assert killed >= KILLS
-    print(f"crash[{name}]: {killed} kills, {completed} completed, window {window:.2f}s, notes {run.notes}")
+    notes = {k: v for k, v in run.notes.items() if k not in ("objects_before", "objects_live")}
+    print(f"crash[{name}]: {killed} kills, {completed} completed, window {startup:.2f}-{window:.2f}s, notes {notes}")
