@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from refstore.core import hashing, refdigests
+from refstore.core.db import MIGRATIONS
 from refstore.core.names import check_alias, check_name
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, REF, parse_record
@@ -75,6 +76,7 @@ def verify_store(repo: Repository, progress: Progress | None = None, *, missing_
     report = VerifyReport()
     missing_ok = missing_ok or set()
     _check_database(repo, report)
+    _check_schema(repo, report)
     try:
         for digest, body in repo.db.execute("SELECT digest, body FROM trees"):
             report.records_checked += 1
@@ -125,6 +127,37 @@ def _check_database(repo: Repository, report: VerifyReport) -> None:
             report.problems.append(f"database: {table} row {rowid} points at a missing {parent} row")
     except (sqlite3.DatabaseError, ValueError) as exc:
         report.problems.append(f"database: {exc}; restore refstore.db from a backup or re-pull from a remote")
+
+
+def _check_schema(repo: Repository, report: VerifyReport) -> None:
+    """The schema must be exactly what the store's format version's migrations create.
+
+    The schema text lives in ``sqlite_master`` without any checksum; a flipped byte
+    there renames a column or table silently until a query needs it.
+    """
+    query = "SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'"
+    try:
+        version = repo.db.format_version()
+        actual = {tuple(str(v) for v in row) for row in repo.db.execute(query)}
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        report.problems.append(f"database: cannot read the schema ({exc}); restore refstore.db from a backup")
+        return
+    if not 0 < version <= len(MIGRATIONS):
+        report.problems.append(f"database: format version {version} is not one this refstore writes")
+        return
+    expected_db = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        expected_db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for _, apply in MIGRATIONS[:version]:
+            apply(expected_db)
+        expected = {tuple(str(v) for v in row) for row in expected_db.execute(query)}
+    finally:
+        expected_db.close()
+    for kind, name, _, _ in sorted(actual - expected):
+        report.problems.append(f"database: {kind} {name!r} differs from format {version}'s schema (corrupt schema)")
+    for kind, name, _, _ in sorted(expected - actual):
+        if (kind, name) not in {(k, n) for k, n, _, _ in actual}:
+            report.problems.append(f"database: {kind} {name!r} of format {version} is missing")
 
 
 def _check_rows(repo: Repository, report: VerifyReport) -> None:

@@ -141,3 +141,21 @@ def test_sqlite_byte_flips_are_detected_or_harmless(workdir: Path) -> None:
     crashes = {k: n for k, n in outcome.items() if k.startswith("crash")}
     assert not crashes, crashes
     assert outcome.get("silent", 0) <= 0.05 * len(positions), outcome
+
+
+def test_an_ascii_flip_in_the_schema_text_is_detected(workdir: Path) -> None:
+    """A column renamed by one bit (still valid UTF-8 and valid SQL) is caught by the schema check."""
+    make_tree(workdir / "data", {"a.txt": "alpha\n"})
+    with refstore.init(workdir) as store:
+        art = refstore.Artifact("ds")
+        art.add_dir(workdir / "data")
+        store.log_artifact(art)
+    db_path = workdir / ".refstore" / "refstore.db"
+    data = bytearray(db_path.read_bytes())
+    position = data.find(b"file_count INTEGER")
+    assert position > 0
+    data[position] ^= 0x01  # 'f' -> 'g': "gile_count"
+    db_path.write_bytes(bytes(data))
+    with refstore.open(workdir) as store:
+        problems = store.verify().problems
+    assert any("differs from format" in p and "versions" in p for p in problems), problems
