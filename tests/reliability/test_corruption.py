@@ -140,7 +140,7 @@ def test_sqlite_byte_flips_are_detected_or_harmless(workdir: Path) -> None:
     print(f"sqlite flips over {len(positions)} of {len(pristine)} bytes: {outcome}; silent at {silent[:20]}")
     crashes = {k: n for k, n in outcome.items() if k.startswith("crash")}
     assert not crashes, crashes
-    assert outcome.get("silent", 0) <= 0.05 * len(positions), outcome
+    assert outcome.get("silent", 0) <= 0.01 * len(positions), outcome
 
 
 def test_an_ascii_flip_in_the_schema_text_is_detected(workdir: Path) -> None:
