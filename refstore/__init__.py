@@ -19,7 +19,7 @@ from refstore._version import __version__
 
 if TYPE_CHECKING:
     from refstore.api.artifact import Artifact, ArtifactVersion
-    from refstore.api.store import Store, init, open
+    from refstore.api.store import Store, clone, init, open
     from refstore.errors import RefstoreError
 
 _LAZY = {
@@ -27,10 +27,11 @@ _LAZY = {
     "ArtifactVersion": "refstore.api.artifact",
     "Store": "refstore.api.store",
     "init": "refstore.api.store",
+    "clone": "refstore.api.store",
     "open": "refstore.api.store",
     "RefstoreError": "refstore.errors",
 }
-__all__ = ["Artifact", "ArtifactVersion", "RefstoreError", "Store", "__version__", "init", "open"]
+__all__ = ["Artifact", "ArtifactVersion", "RefstoreError", "Store", "__version__", "clone", "init", "open"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,10 +13,11 @@ from refstore.api.run import Run
 from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
 from refstore.core.tree import Change, build_tree, diff
-from refstore.errors import UsageError
-from refstore.services import export, lineage, maintenance, references, runs, versions
+from refstore.errors import NotFoundError, UsageError
+from refstore.services import export, lineage, maintenance, references, remotes, runs, versions
 from refstore.services.importers.progress import ImportReport
 from refstore.services.ingest import ingest
+from refstore.services.sync_common import SyncResult
 
 Progress = Callable[[int, int], None]
 
@@ -200,18 +201,104 @@ class Store:
 
         return import_store(self.repo, os.fspath(path), remap=remap, progress=progress)
 
+    # -- remotes -------------------------------------------------------------
+    def add_remote(self, name: str, url: str, **options: Any) -> dict[str, Any]:
+        """Remember remote ``name`` at ``url`` (any fsspec URL or a directory).
+
+        ``options`` go to the fsspec backend (e.g. ``client_kwargs``); anything that
+        looks like a credential is refused - credentials come from the environment.
+        """
+        return remotes.add_remote(self.repo, name, url, options).as_dict()
+
+    def remotes(self) -> list[dict[str, Any]]:
+        """The configured remotes: name, url and options."""
+        return [remote.as_dict() for remote in remotes.list_remotes(self.repo)]
+
+    def remove_remote(self, name: str) -> None:
+        remotes.remove_remote(self.repo, name)
+
+    def push(
+        self, remote: str | None = None, specs: Sequence[str] = (), jobs: int = 8, progress: Progress | None = None
+    ) -> SyncResult:
+        """Send versions (all, or ``NAME``/``NAME:vN`` and the ones before it), their objects and aliases.
+
+        ``result.renumbered`` lists versions that took a later number because another
+        store pushed first; ``result.conflicts`` lists alias moves that were not applied.
+        """
+        from refstore.services.push import push
+
+        return push(self.repo, remote, specs, jobs=_jobs(jobs), progress=progress)
+
+    def pull(
+        self,
+        remote: str | None = None,
+        specs: Sequence[str] = (),
+        objects: bool = False,
+        jobs: int = 8,
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        """Merge the remote's versions and aliases; with ``objects=True`` also fetch their bytes."""
+        from refstore.services.pull import pull
+
+        return pull(self.repo, remote, specs, objects=objects, jobs=_jobs(jobs), progress=progress)
+
     def delete(self, spec: str, *, delete_aliases: bool = False) -> None:
         """Delete a version; its bytes are freed by the next :meth:`gc`."""
         versions.delete_version(self.repo, spec, delete_aliases=delete_aliases)
 
     # -- maintenance ---------------------------------------------------------
     def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:
-        """Re-hash every cached object and manifest record."""
-        return maintenance.verify_store(self.repo, progress)
+        """Re-hash every cached object and manifest record.
+
+        Objects absent from the cache are not problems when a remote holds them
+        (versions pushed to or pulled from it): a lazily pulled clone lacks them by design.
+        """
+        return maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
 
     def gc(self, dry_run: bool = False) -> maintenance.GcReport:
         """Delete objects and records that no version needs."""
         return maintenance.collect_garbage(self.repo, dry_run=dry_run)
+
+
+def _jobs(jobs: int) -> int:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 256:
+        raise UsageError(f"jobs must be a number from 1 to 256, not {jobs!r}")
+    return jobs
+
+
+def clone(url: str, path: str | os.PathLike[str] | None = None, *, remote: str = "origin", **options: Any) -> Store:
+    """Create a store in ``path`` whose remote ``origin`` is ``url``, and pull its metadata.
+
+    Objects are fetched on demand (``get``/``download``) or with ``pull(objects=True)``.
+    Nothing is left behind when the clone fails.
+    """
+    import shutil
+
+    from refstore.core.location import new_store_dir
+    from refstore.core.remotefs import RemoteFS
+    from refstore.services.remote_layout import MARKER, parse_marker
+
+    target = new_store_dir(Path(path) if path is not None else None)
+    if target.exists():
+        raise UsageError(f"{target} already exists; clone into a new directory")
+    remotes.check_options(dict(options))
+    fs = RemoteFS(url, options)
+    try:
+        algorithm = parse_marker(fs.read(MARKER), fs.url)
+    except FileNotFoundError:
+        raise NotFoundError(f"{fs.url} is not a refstore remote (no {MARKER}); push to it first") from None
+    created_parent = not target.parent.exists()
+    store = init(target.parent, algorithm=algorithm)
+    try:
+        store.add_remote(remote, url, **options)
+        store.pull(remote)
+    except BaseException:
+        store.close()
+        shutil.rmtree(target, ignore_errors=True)
+        if created_parent:
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
+    return store
 
 
 def open(path: str | os.PathLike[str] | None = None) -> Store:

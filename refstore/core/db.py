@@ -150,6 +150,41 @@ def _migration_3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migration_4(conn: sqlite3.Connection) -> None:
+    """Remotes: their URL and non-secret options, and what we last saw on each.
+
+    ``remote_versions`` says which local versions a remote holds (so verify
+    accepts their objects being absent locally, and push skips them);
+    ``remote_aliases`` is the alias target last seen on a remote, which is how
+    push and pull tell "I moved it" from "someone else moved it".
+    """
+    run_script(
+        conn,
+        """
+        CREATE TABLE remotes (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE remote_versions (
+            remote TEXT NOT NULL REFERENCES remotes(name) ON DELETE CASCADE,
+            version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            PRIMARY KEY (remote, version_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE remote_aliases (
+            remote TEXT NOT NULL REFERENCES remotes(name) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            alias TEXT NOT NULL,
+            record TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (remote, project, name, alias)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 # Append only. Position i (1-based) produces format version i.
@@ -157,6 +192,7 @@ MIGRATIONS: list[Migration] = [
     ("0001_initial", _migration_1),
     ("0002_reference_digests", _migration_2),
     ("0003_runs", _migration_3),
+    ("0004_remotes", _migration_4),
 ]
 FORMAT_VERSION = len(MIGRATIONS)
 
