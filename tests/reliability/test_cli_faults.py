@@ -49,8 +49,10 @@ ARGS: dict[str, list[str]] = {
     "run finish": ["0123456789abcdef"],
     "run show": ["0123456789abcdef"],
     "run use": ["0123456789abcdef", "mnist"],
+    "remote add": ["origin", "{tmp}/remote"],
+    "remote remove": ["origin"],
 }
-NO_STORE_NEEDED = {"init", "demo", "lock-merge"}  # they create what they need, or work on plain files
+NO_STORE_NEEDED = {"init", "demo", "lock-merge", "clone"}  # they create what they need, or work on plain files
 PASS_THROUGH = {"hooks run"}  # forwards unknown options to the git hook by design
 NEVER_BLOCKS = {"hooks run"}  # a git hook warns and exits 0 when there is no store, so git is never blocked
 CORE = {"put", "ls", "log", "show", "diff", "get", "alias set", "alias rm", "alias list", "rm", "verify", "gc"}
