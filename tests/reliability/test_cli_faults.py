@@ -202,12 +202,20 @@ def test_read_only_store_is_one_clear_line(command: str, populated: Path, tmp_pa
 
 
 @pytest.mark.skipif(not has_command("remote"), reason="remotes (issue 4) are not on this branch yet")
-def test_unreachable_remote_is_exit_9(populated: Path) -> None:
+def test_unreachable_remote_push_is_exit_9(populated: Path) -> None:
     """No network: a remote on a closed local port gives one line and exit code 9 (BackendError)."""
-    run_refstore("remote", "add", "origin", "http://127.0.0.1:9/store", cwd=populated, check=False)
-    for args in (["push"], ["pull"]):
-        proc = run_refstore(*args, cwd=populated, check=False, timeout=120)
-        assert_clean_failure(proc, {9})
+    run_refstore("remote", "add", "origin", "http://127.0.0.1:9/store", cwd=populated)
+    before = store_state(populated)
+    line = assert_clean_failure(run_refstore("push", cwd=populated, check=False, timeout=120), {9})
+    assert "127.0.0.1:9" in line
+    assert store_state(populated) == before
+
+
+@pytest.mark.skipif(not has_command("remote"), reason="remotes (issue 4) are not on this branch yet")
+@pytest.mark.xfail(strict=True, reason="known bug: pull from an unreachable http remote says 'up to date' (docs/reliability.md)")
+def test_unreachable_remote_pull_is_exit_9(populated: Path) -> None:
+    run_refstore("remote", "add", "origin", "http://127.0.0.1:9/store", cwd=populated)
+    assert_clean_failure(run_refstore("pull", cwd=populated, check=False, timeout=120), {9})
 
 
 def test_debug_shows_the_traceback(workdir: Path) -> None:

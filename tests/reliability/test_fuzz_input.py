@@ -198,6 +198,8 @@ ALLOWED_SQL_PIECES: dict[tuple[str, str], str] = {
     ("refstore/services/lineage.py", "_walk_sql(direction, depth is not None)"): "fixed fragments chosen by direction",
     ("refstore/services/maintenance.py", "','.join('?' * len(chunk))"): "a run of '?' placeholders",
     ("refstore/services/maintenance.py", "query"): "_check_schema: one fixed SELECT on sqlite_master",
+    ("refstore/services/push.py", "marks"): "a run of '?' placeholders",
+    ("refstore/services/remotes.py", "sql"): "a local SELECT text written in the same function",
     ("refstore/services/runs.py", "RUN_COLUMNS"): "module constant",
     ("refstore/services/runs.py", "marks"): "a run of '?' placeholders",
     ("refstore/services/runs.py", "sql"): "query.compile_filter/compile_order output: fixed fragments, values bound"

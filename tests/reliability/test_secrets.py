@@ -80,7 +80,7 @@ def reference_url_with_password(work: Path, request: pytest.FixtureRequest) -> l
 
 
 def remote_url_with_password(work: Path, request: pytest.FixtureRequest) -> list[str]:
-    """Parametrization point for issue 4: a remote URL with a password, then push/pull (port 9: no server)."""
+    """Remotes (issue 4): credential URLs and options are refused without echoing; push/pull/clone leak nothing."""
     make_tree(work / "data", {"a.txt": "alpha\n"})
     run_refstore("init", cwd=work)
     run_refstore("put", "data", "--name", "ds", cwd=work)
@@ -88,11 +88,18 @@ def remote_url_with_password(work: Path, request: pytest.FixtureRequest) -> list
         run_refstore(*args, cwd=work, check=False, timeout=120)
         for args in (
             ["remote", "add", "origin", f"https://user:{SECRET}@127.0.0.1:9/store"],
-            ["push"],
-            ["pull"],
+            ["remote", "add", "signed", f"https://127.0.0.1:9/store?X-Amz-Signature={SECRET}"],
+            ["remote", "add", "opts", str(work / "remote"), "-o", f"secret={SECRET}"],
+            ["remote", "add", "plain", str(work / "remote")],
+            ["push", "plain"],
+            ["pull", "plain"],
+            ["remote", "list", "--json"],
         )
     ]
-    return outputs(*procs)
+    assert [p.returncode for p in procs[:3]] == [2, 2, 2], [p.stderr for p in procs]
+    assert procs[4].returncode == 0, procs[4].stderr
+    clone = run_refstore("clone", str(work / "remote"), str(work / "cloned"), cwd=work, check=False)
+    return [*outputs(*procs, clone), *(p.read_text(errors="replace") for p in (work / "cloned").rglob("*") if p.is_file())]
 
 
 SCENARIOS: dict[str, tuple[Scenario, str | None]] = {  # name -> (scenario, CLI command it needs)
