@@ -160,12 +160,83 @@ def gc_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> No
         shutil.rmtree(out)
 
 
+# -- push / pull (a directory remote) ------------------------------------------------------------------
+def _new_version(run: CrashRun, work: Path) -> None:
+    """One more version with a large changed file, logged in-process (fast)."""
+    (work / "data" / "large.bin").write_bytes(run.rng.randbytes(LARGE))
+    (work / "data" / f"extra/p{run.attempt}.bin").parent.mkdir(exist_ok=True)
+    (work / "data" / f"extra/p{run.attempt}.bin").write_bytes(run.rng.randbytes(500))
+    with refstore.open(work) as store:
+        art = refstore.Artifact("crash")
+        art.add_dir(work / "data")
+        store.log_artifact(art)
+
+
+def push_setup(run: CrashRun) -> None:
+    with refstore.open(run.work) as store:
+        store.add_remote("origin", str(run.work.parent / "remote"))
+
+
+def push_prepare(run: CrashRun) -> list[str]:
+    _new_version(run, run.work)
+    return ["push", "origin"]
+
+
+def push_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """After the final push, a clone of the remote holds every local version, whole."""
+    if run.attempt <= KILLS:
+        return
+    clone_dir = run.work.parent / f"clone{run.attempt}"
+    with refstore.clone(str(run.work.parent / "remote"), clone_dir) as cloned:
+        assert cloned.verify().ok
+        theirs = {(v.version, v.digest) for v in cloned.versions("crash")}
+    mine = {(k.split(":")[1], v[0]) for k, v in after["versions"].items() if k.startswith("default/crash:")}
+    assert mine <= theirs, f"versions missing on the remote: {mine - theirs}"
+
+
+def pull_setup(run: CrashRun) -> None:
+    """The store under test pulls from a remote that a second store ("upstream") pushes to."""
+    upstream = run.work.parent / "upstream"
+    upstream.mkdir()
+    shutil.copytree(run.work / "data", upstream / "data")
+    refstore.init(upstream).close()
+    with refstore.open(upstream) as store:
+        store.add_remote("origin", str(run.work.parent / "remote"))
+    with refstore.open(run.work) as store:
+        store.add_remote("origin", str(run.work.parent / "remote"))
+
+
+def pull_prepare(run: CrashRun) -> list[str]:
+    upstream = run.work.parent / "upstream"
+    _new_version(run, upstream)
+    with refstore.open(upstream) as store:
+        store.push("origin")
+    return ["pull", "origin", "--objects"]
+
+
+def pull_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Pulled versions are whole (the caller's verify checks objects and totals) and match upstream."""
+    with refstore.open(run.work.parent / "upstream") as store:
+        upstream = {v.digest for v in store.versions("crash")}
+    local = {v[0] for k, v in after["versions"].items() if k.startswith("default/crash:")}
+    base = {v[0] for k, v in before["versions"].items() if k.startswith("default/crash:")}
+    assert local - base <= upstream, "a pulled version that upstream never pushed"
+
+
 @dataclass(frozen=True)
 class CrashOperation:
     setup: Callable[[CrashRun], None]
     prepare: Callable[[CrashRun], list[str]]
     check: Callable[[CrashRun, dict[str, Any], dict[str, Any]], None]
     needs: str | None = None  # CLI command that must exist
+    renumbers: bool = False  # unpushed versions may get new numbers (docs/remotes.md); compare by content
+
+
+def by_content(state: dict[str, Any]) -> tuple[set[tuple[Any, ...]], dict[str, Any]]:
+    """Versions as (artifact, digest, size, files, metadata) and aliases as alias -> digest."""
+    versions = {(k.split(":")[0], *v) for k, v in state["versions"].items()}
+    aliases = {k: state["versions"][f"{k.split(':')[0]}:v{n}"][0] for k, n in state["aliases"].items()}
+    return versions, aliases
 
 
 def _nothing(run: CrashRun) -> None:
@@ -180,12 +251,13 @@ def count_objects(run: CrashRun) -> int:
     return sum(len(files) for _, _, files in os.walk(run.store_dir / "objects"))
 
 
-# The parametrization point: push/pull (issue 4) add entries here, with a setup that
-# creates a directory remote and a check that the remote's versions are whole.
+# The parametrization point: every operation that writes a store or a remote has an entry.
 CRASH_OPERATIONS: dict[str, CrashOperation] = {
     "put": CrashOperation(_nothing, put_prepare, put_check),
     "get": CrashOperation(get_setup, get_prepare, get_check),
     "gc": CrashOperation(gc_setup, gc_prepare, gc_check),
+    "push": CrashOperation(push_setup, push_prepare, push_check, needs="push", renumbers=True),
+    "pull": CrashOperation(pull_setup, pull_prepare, pull_check, needs="pull", renumbers=True),
 }
 
 
@@ -239,9 +311,14 @@ def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> Non
         problems = verify_in_process(workdir)
         assert not problems, f"{name} attempt {run.attempt}: {problems}"
         after = snapshot(run.store_dir)
-        lost = {k: v for k, v in before["versions"].items() if after["versions"].get(k) != v}
-        assert not lost, f"{name} attempt {run.attempt} lost or changed {lost}"
-        moved = {k: v for k, v in before["aliases"].items() if after["aliases"].get(k) != v}
+        if op.renumbers:
+            (old_versions, old_aliases), (new_versions, new_aliases) = by_content(before), by_content(after)
+            assert old_versions <= new_versions, f"{name} attempt {run.attempt} lost {old_versions - new_versions}"
+            moved = {k: v for k, v in old_aliases.items() if new_aliases.get(k) != v}
+        else:
+            lost = {k: v for k, v in before["versions"].items() if after["versions"].get(k) != v}
+            assert not lost, f"{name} attempt {run.attempt} lost or changed {lost}"
+            moved = {k: v for k, v in before["aliases"].items() if after["aliases"].get(k) != v}
         assert not moved, f"{name} attempt {run.attempt} moved aliases {moved}"
         op.check(run, before, after)
     # a repeat completes, and the CLI agrees that the store is whole
