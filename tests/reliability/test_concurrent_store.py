@@ -5,7 +5,7 @@ seeds) and records what it did. Afterwards every version a worker logged is pres
 with its number and digest, numbers are unique and gap-free, each worker's own alias
 points where that worker last put it, the shared alias points at a version someone
 set it to, ``verify`` passes and every version checks out with the bytes its writer
-put there. Two stores pushing to one remote plug in here once remotes exist.
+put there. Then two stores push to one remote (directory and moto S3) at once.
 """
 
 from __future__ import annotations
@@ -73,7 +73,65 @@ def test_four_processes_put_alias_and_gc_on_one_store(workdir: Path) -> None:
     assert "ok:" in run_refstore("verify", cwd=workdir).stdout
 
 
+PUSHER = """
+import sys, random, refstore
+from pathlib import Path
+work, seed = Path(sys.argv[1]), int(sys.argv[2])
+rng = random.Random(seed)
+with refstore.open(work) as store:
+    for step in range(6):
+        data = work / "data"
+        data.mkdir(exist_ok=True)
+        (data / "token.txt").write_text(f"store {seed} step {step}")
+        (data / "blob.bin").write_bytes(rng.randbytes(2000))
+        art = refstore.Artifact("shared")
+        art.add_dir(data)
+        store.log_artifact(art)
+        store.push("origin")
+"""
+
+
 @pytest.mark.skipif(not has_command("push"), reason="remotes (issue 4) are not on this branch yet")
-def test_two_stores_push_to_one_remote(workdir: Path) -> None:
-    """Parametrization point for issue 4 (directory and moto remotes): see docs/reliability.md."""
-    pytest.skip("write against the push/pull API once it is on main")
+@pytest.mark.parametrize("backend", ["directory", "s3"])
+def test_two_stores_push_to_one_remote_at_once(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two stores log and push 6 versions each, concurrently; the remote ends with all 12, distinct numbers."""
+    env: dict[str, str] = {}
+    if backend == "s3":
+        server = request.getfixturevalue("s3_server")
+        server.make_bucket("race")
+        url, env = "s3://race/store", dict(server.env)
+    else:
+        url = str(tmp_path / "remote")
+    stores = [tmp_path / "a", tmp_path / "b"]
+    for work in stores:
+        work.mkdir()
+        run_refstore("init", cwd=work, env=env)
+        run_refstore("remote", "add", "origin", url, cwd=work, env=env)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUSHER, str(work), str(i)], env=subprocess_env(env), stderr=subprocess.PIPE, text=True
+        )
+        for i, work in enumerate(stores)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    for work in stores:  # a last push catches anything a lost race left behind
+        run_refstore("push", "origin", cwd=work, env=env)
+    clone = tmp_path / "clone"
+    run_refstore("clone", url, str(clone), cwd=tmp_path, env=env)
+    log = json.loads(run_refstore("log", "shared", "--json", cwd=clone, env=env).stdout)
+    numbers = sorted(int(v["version"][1:]) for v in log)
+    assert numbers == list(range(12)), numbers
+    tokens = set()
+    for version in log:
+        out = tmp_path / "out" / version["version"]
+        run_refstore("get", f"shared:{version['version']}", "-o", str(out), cwd=clone, env=env)
+        tokens.add((out / "token.txt").read_text())
+    assert tokens == {f"store {i} step {s}" for i in range(2) for s in range(6)}
+    assert "ok:" in run_refstore("verify", cwd=clone, env=env).stdout
+    for work in stores:  # each store's own versions agree with the remote after a pull
+        run_refstore("pull", "origin", cwd=work, env=env)
+        mine = {v["digest"]: v["version"] for v in json.loads(run_refstore("log", "shared", "--json", cwd=work, env=env).stdout)}
+        theirs = {v["digest"]: v["version"] for v in log}
+        assert all(theirs[d] == n for d, n in mine.items()), (mine, theirs)
