@@ -130,3 +130,33 @@ def test_file_size_limit_during_put(workdir: Path, datasets: tuple[Path, Path]) 
         workdir, before, refstore_proc("put", str(big), "--name", "ds", cwd=workdir, fsize=2 * MB)
     )
     assert "too large" in line.lower()
+
+
+def test_tmpfs_fills_during_pull(tmp_path: Path, datasets: tuple[Path, Path]) -> None:
+    """A pull of 10 MB into a 6 MB filesystem: one line, no version lost, verify clean.
+
+    Pull commits version metadata first (by design, docs/remotes.md); a version whose objects did
+    not fit stays visible with its objects on the remote, and verify accepts that."""
+    import refstore
+
+    small, big = datasets
+    upstream = tmp_path / "up"
+    with refstore.init(upstream) as store:
+        art = refstore.Artifact("big")
+        art.add_dir(big)
+        store.log_artifact(art)
+        store.add_remote("origin", str(tmp_path / "remote"))
+        store.push("origin")
+    with small_filesystem(tmp_path / "mnt", "6m") as work:
+        assert refstore_proc("init", cwd=work).returncode == 0
+        assert refstore_proc("put", str(small), "--name", "ds", cwd=work).returncode == 0
+        assert refstore_proc("remote", "add", "origin", str(tmp_path / "remote"), cwd=work).returncode == 0
+        before = snapshot(work / ".refstore")
+        proc = refstore_proc("pull", "origin", "--objects", cwd=work)
+        after = snapshot(work / ".refstore")
+        assert proc.returncode not in (0, 70) and "Traceback" not in proc.stderr, proc.stderr
+        assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, proc.stderr
+        assert all(after["versions"].get(k) == v for k, v in before["versions"].items())
+        assert verify_in_process(work) == [], "a pulled version must not be visible without its objects"
+        new = len(after["versions"]) - len(before["versions"])
+        print(f"pull into a full disk: {proc.stderr.strip()}; new versions visible (objects on the remote): {new}")
