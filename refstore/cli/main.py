@@ -126,7 +126,11 @@ def cli(ctx: click.Context, directory: str | None, debug: bool) -> None:
     4 unsupported format, 5 not found, 6 integrity failure, 7 conflict,
     8 store busy, 9 backend unreachable, 70 internal error.
     """
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="refstore: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="refstore: %(levelname)s: %(message)s")
+    if debug:
+        # refstore's own loggers only: botocore/azure/gcsfs debug logs print request headers
+        # and signed URLs, i.e. access key ids, signatures and SAS tokens.
+        logging.getLogger("refstore").setLevel(logging.DEBUG)
     if directory is not None:
         try:
             os.chdir(directory)

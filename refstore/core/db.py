@@ -8,6 +8,7 @@ does. A store whose version is newer than this code knows is refused.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import time
@@ -201,6 +202,16 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database and its directory (WAL needs both)."""
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return False
+    try:
+        return not os.statvfs(path.parent).f_flag & os.ST_RDONLY
+    except OSError:
+        return True
+
+
 class Database:
     """A connection to ``refstore.db`` with explicit transactions.
 
@@ -220,7 +231,12 @@ class Database:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged schema can yield undecodable messages
+            if not _writable(path):
+                raise RefstoreError(
+                    f"store {path.parent} is read-only ({exc}); refstore needs write access to it, even to read "
+                    "(SQLite WAL) - copy the store somewhere writable or fix its permissions"
+                ) from exc
             raise FormatError(f"{path} is not a refstore database ({exc}); restore it from a backup") from exc
         self._depth = 0
         self._migrate(fresh=create)
@@ -247,16 +263,24 @@ class Database:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc):
+                raise self._read_only(exc) from exc
             raise LockedError(f"the store database is locked by another process ({exc}); retry later") from exc
         self._depth = 1
         try:
             yield self.conn
-        except BaseException:
+        except BaseException as exc:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                raise self._read_only(exc) from exc
             raise
         self._depth = 0
         self.conn.execute("COMMIT")
+
+    def _read_only(self, exc: Exception) -> RefstoreError:
+        return RefstoreError(f"store {self.path.parent} is read-only ({exc}); copy it somewhere writable or fix its permissions")
 
     # -- queries ------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:

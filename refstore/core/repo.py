@@ -64,7 +64,10 @@ class Repository:
         body = self.db.scalar("SELECT body FROM trees WHERE digest = ?", (digest,))
         if body is None:
             raise NotFoundError(f"manifest record {digest} is missing from the database; pull it again from a remote")
-        return tuple(parse_record(bytes(body), self.algorithm))
+        # The body is checked against its key: a row that was corrupted on disk or
+        # delivered by a hostile remote is refused on read, not only by `verify`
+        # (and a record cannot name itself as a child, so walks always terminate).
+        return tuple(parse_record(bytes(body), self.algorithm, expected_digest=digest))
 
     def record(self, digest: str) -> list[Node]:
         """The validated children of directory record ``digest``."""

@@ -13,6 +13,7 @@ from refstore.core.linking import check_mode, matches, materialize, materialize_
 from refstore.core.paths import safe_join
 from refstore.core.repo import Repository
 from refstore.core.tree import Entry, walk
+from refstore.errors import IntegrityError
 from refstore.services.fetch import fill_cache
 from refstore.services.ingest import BATCH_BYTES, BATCH_FILES, WORKERS
 from refstore.services.versions import VersionRecord
@@ -21,7 +22,28 @@ Progress = Callable[[int, int], None]
 
 
 def entries(repo: Repository, version: VersionRecord) -> list[Entry]:
-    return list(walk(repo.record, version.digest))
+    try:
+        return list(walk(repo.record, version.digest))
+    except RecursionError as exc:  # a hostile manifest nested deeper than any real directory tree
+        raise IntegrityError(f"manifest of {version.qualified} nests directories too deeply; it is corrupt") from exc
+
+
+def check_totals(version: VersionRecord, items: list[Entry]) -> None:
+    """Refuse a manifest that does not add up to its version's recorded size and file count."""
+    if (sum(e.size for e in items), len(items)) != (version.size, version.file_count):
+        raise IntegrityError(f"manifest of {version.qualified} does not add up to its recorded size and file count")
+
+
+def check_declared(repo: Repository, version: VersionRecord, items: list[Entry], digests: dict[str, str]) -> None:
+    """Refuse entries whose objects are not the size the manifest declares, before anything is written."""
+    for entry in items:
+        digest = digests[entry.path]
+        if entry.ref is None and os.stat(repo.cache.path(digest)).st_size != entry.size:
+            repo.cache.verified_path(digest)  # a damaged object is reported (and removed) as such
+            raise IntegrityError(
+                f"manifest of {version.qualified} declares {entry.size} bytes for {entry.path}, "
+                f"but object {digest} has a different size; the manifest is corrupt"
+            )
 
 
 @dataclass
@@ -90,11 +112,13 @@ def download(
     """
     check_mode(link)
     items = entries(repo, version)
+    check_totals(version, items)
     if only is not None:
         items = [entry for entry in items if entry.path in only]
     plan = _plan(root, items)  # refuse escapes before writing
     with repo.writing():
         digests = fill_cache(repo, items)
+    check_declared(repo, version, items, digests)
     root.mkdir(parents=True, exist_ok=True)
     present: dict[str, set[str]] = {}
     for directory in plan:

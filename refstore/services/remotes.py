@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refstore.core.db import now
+from refstore.core.fs import check_no_credentials
 from refstore.core.names import check_name
 from refstore.core.remotefs import RemoteFS, normalize_url
 from refstore.core.repo import Repository, dumps_json
@@ -78,6 +79,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def add_remote(repo: Repository, name: str, url: str, options: dict[str, Any] | None = None) -> RemoteConfig:
     check_name(name, "remote name")
+    check_no_credentials(url)  # the URL is stored: a password or signature in it would be too
     clean = normalize_url(url)
     opts = check_options(dict(options or {}))
     RemoteFS(clean, opts)  # refuses unknown protocols and bad options now, without network access

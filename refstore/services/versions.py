@@ -108,13 +108,22 @@ def parse_metadata(text: str | None) -> dict[str, Any]:
     return value
 
 
+def check_text(text: str, what: str) -> str:
+    """Refuse text SQLite cannot store as UTF-8 (lone surrogates, e.g. from undecodable argv bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{what} contains text that is not valid Unicode ({exc.reason}); use UTF-8 text") from exc
+    return text
+
+
 def check_metadata(metadata: dict[str, Any] | None) -> str:
     if metadata is None:
         return "{}"
     if not isinstance(metadata, dict):
         raise UsageError("metadata must be a dict (a JSON object)")
     try:
-        return dumps_json(metadata)
+        return check_text(dumps_json(metadata), "metadata")
     except (TypeError, ValueError) as exc:
         raise UsageError(f"metadata cannot be stored as JSON: {exc}") from exc
 
@@ -147,6 +156,8 @@ def commit_version(
     check_name(type, "artifact type")
     alias_list = [check_alias(a) for a in dict.fromkeys(aliases)]
     metadata_json = check_metadata(metadata)
+    if description:
+        check_text(description, "description")
     with repo.db.transaction():
         row = repo.db.one("SELECT id, type FROM artifacts WHERE project = ? AND name = ?", (project, short))
         if row is None:
