@@ -212,7 +212,6 @@ def test_unreachable_remote_push_is_exit_9(populated: Path) -> None:
 
 
 @pytest.mark.skipif(not has_command("remote"), reason="remotes (issue 4) are not on this branch yet")
-@pytest.mark.xfail(strict=True, reason="known bug: pull from an unreachable http remote says 'up to date' (docs/reliability.md)")
 def test_unreachable_remote_pull_is_exit_9(populated: Path) -> None:
     run_refstore("remote", "add", "origin", "http://127.0.0.1:9/store", cwd=populated)
     assert_clean_failure(run_refstore("pull", cwd=populated, check=False, timeout=120), {9})
