@@ -9,7 +9,7 @@ import click
 
 from refstore.cli.main import Context, emit_json
 from refstore.errors import UsageError
-from refstore.services.runs import parse_json_object
+from refstore.services.versions import parse_json_object
 
 pass_state = click.make_pass_decorator(Context)
 

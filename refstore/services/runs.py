@@ -119,19 +119,6 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
-    """A JSON object from command-line text."""
-    if text is None or text == "":
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{what} is not valid JSON ({exc.args[0]}); give a JSON object such as '{{\"k\": 1}}'") from exc
-    if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a JSON object such as '{{\"k\": 1}}'")
-    return value
-
-
 def check_tags(tags: Iterable[str] | None) -> list[str]:
     if tags is None:
         return []

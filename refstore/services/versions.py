@@ -95,17 +95,22 @@ def _record(repo: Repository, row: dict[str, Any]) -> VersionRecord:
     )
 
 
-def parse_metadata(text: str | None) -> dict[str, Any]:
-    """Metadata from JSON text (a JSON object), for the CLI and importers."""
+def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
+    """A JSON object from command-line text (``--metadata``, ``--config``, ``--summary``)."""
     if text is None or text == "":
         return {}
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"metadata is not valid JSON ({exc.args[0]}); give a JSON object such as '{{\"k\": 1}}'") from exc
+        raise UsageError(f"{what} is not valid JSON ({exc.args[0]}); give a JSON object such as '{{\"k\": 1}}'") from exc
     if not isinstance(value, dict):
-        raise UsageError("metadata must be a JSON object such as '{\"k\": 1}'")
+        raise UsageError(f"{what} must be a JSON object such as '{{\"k\": 1}}'")
     return value
+
+
+def parse_metadata(text: str | None) -> dict[str, Any]:
+    """Version metadata from JSON text."""
+    return parse_json_object(text, "metadata")
 
 
 def check_text(text: str, what: str) -> str:
