@@ -32,9 +32,7 @@ def fill_cache(repo: Repository, entries: Sequence[Entry]) -> dict[str, str]:
     digests: dict[str, str] = {}
     missing: list[Entry] = []
     for entry in entries:
-        if (entry.ref is None and entry.digest is not None and repo.cache.has(entry.digest)) or (
-            entry.ref is not None and entry.digest is not None and repo.cache.has(entry.digest)
-        ):
+        if entry.digest is not None and repo.cache.has(entry.digest):
             digests[entry.path] = entry.digest
         else:
             missing.append(entry)
