@@ -247,13 +247,22 @@ class Store:
         versions.delete_version(self.repo, spec, delete_aliases=delete_aliases)
 
     # -- maintenance ---------------------------------------------------------
-    def verify(self, progress: Progress | None = None) -> maintenance.VerifyReport:
+    def verify(self, progress: Progress | None = None, *, repair: bool = False, jobs: int = 8) -> maintenance.VerifyReport:
         """Re-hash every cached object and manifest record.
 
         Objects absent from the cache are not problems when a remote holds them
         (versions pushed to or pulled from it): a lazily pulled clone lacks them by design.
+        With ``repair=True``, corrupt objects are removed and corrupt or missing
+        ones refetched (verified) from the configured remotes or, for reference
+        bytes, from an unchanged reference source; the report then lists only what
+        is still broken, and ``report.repair`` says what was fixed, from where.
         """
-        return maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
+        from refstore.services.repair import repair_objects
+
+        report = maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
+        if not repair:
+            return report
+        return report.after_repair(repair_objects(self.repo, report.broken_objects, jobs=_jobs(jobs)))
 
     def gc(self, dry_run: bool = False) -> maintenance.GcReport:
         """Delete objects and records that no version needs."""

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from refstore.cli.main import Context, emit_json, human_size, progress_bar
-from refstore.errors import BackendError, IntegrityError
+from refstore.errors import BackendError, IntegrityError, UsageError
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -17,16 +17,23 @@ pass_state = click.make_pass_decorator(Context)
 @click.argument("spec", required=False)
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="With SPEC: check this directory against it.")
 @click.option("--download", is_flag=True, help="With SPEC: re-hash the bytes of its references, not only their metadata.")
+@click.option("--repair", is_flag=True, help="Remove corrupt objects and refetch corrupt or missing ones from remotes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
-def verify(state: Context, spec: str | None, directory: str | None, download: bool, as_json: bool) -> None:
+def verify(state: Context, spec: str | None, directory: str | None, download: bool, repair: bool, as_json: bool) -> None:
     """Re-hash every cached object and manifest record (exit 6 on any problem).
 
+    With --repair, a corrupt object is removed and, like a missing one,
+    refetched (and re-hashed) from the configured remotes, or for cached
+    reference bytes from the unchanged reference source; exit 6 while anything
+    is still broken.
     With SPEC and --dir, check that a directory holds exactly that version.
     With SPEC of a version that has references (and no --dir), re-check each
     reference's remote metadata without downloading; --download re-hashes bytes.
     """
     store = state.store()
+    if spec is not None and repair:
+        raise UsageError("--repair checks the whole store; run 'refstore verify --repair' without SPEC")
     if spec is not None:
         from refstore.services.checkout import verify_directory
 
@@ -47,16 +54,39 @@ def verify(state: Context, spec: str | None, directory: str | None, download: bo
             click.echo(f"{root} matches {version.qualified_name}")
         return
     with progress_bar("verifying") as progress:
-        report = store.verify(progress)
+        report = store.verify(progress, repair=repair)
+    fixed = report.repair
     if as_json:
-        emit_json({"objects": report.objects_checked, "records": report.records_checked, "problems": report.problems})
+        data: dict[str, Any] = {"objects": report.objects_checked, "records": report.records_checked, "problems": report.problems}
+        if fixed is not None:
+            data["repair"] = {
+                "repaired": fixed.repaired,
+                "unrepaired": fixed.unrepaired,
+                "removed": fixed.removed,
+                "sources": fixed.sources,
+            }
+        emit_json(data)
     else:
+        if fixed is not None:
+            for digest in fixed.removed:
+                click.echo(f"removed corrupt object {digest}")
+            for digest, source in sorted(fixed.repaired.items()):
+                click.echo(f"repaired object {digest} from {source}")
+            for digest, reason in sorted(fixed.unrepaired.items()):
+                click.echo(f"not repaired: object {digest}: {reason}")
         for problem in report.problems:
             click.echo(problem)
+    done = f"; repaired {len(fixed.repaired)} object(s)" if fixed is not None and fixed.repaired else ""
     if not report.ok:
-        raise IntegrityError(f"verify found {len(report.problems)} problem(s) in {store.path}")
+        if fixed is not None and fixed.unrepaired:
+            raise IntegrityError(
+                f"verify --repair: {len(report.problems)} problem(s) remain in {store.path}{done}; "
+                f"{len(fixed.unrepaired)} object(s) could not be refetched (see 'not repaired' above)"
+            )
+        hint = "" if repair or not report.broken_objects else "; 'refstore verify --repair' refetches objects from remotes"
+        raise IntegrityError(f"verify found {len(report.problems)} problem(s) in {store.path}{done}{hint}")
     if not as_json:
-        click.echo(f"ok: {report.objects_checked} objects, {report.records_checked} manifest records")
+        click.echo(f"ok: {report.objects_checked} objects, {report.records_checked} manifest records{done}")
 
 
 @click.command()

@@ -7,6 +7,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from refstore.core import hashing, refdigests
 from refstore.core.db import MIGRATIONS
@@ -14,6 +15,9 @@ from refstore.core.names import check_alias, check_name
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, REF, parse_record
 from refstore.errors import RefstoreError
+
+if TYPE_CHECKING:
+    from refstore.services.repair import RepairReport
 
 Progress = Callable[[int, int], None]
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -56,6 +60,20 @@ class VerifyReport:
     objects_checked: int = 0
     records_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    # digest -> its problem line, for objects a refetch can fix (corrupt or missing); used by --repair
+    broken_objects: dict[str, str] = field(default_factory=dict)
+    repair: RepairReport | None = None  # set by a verify with repair=True
+
+    def after_repair(self, repair: RepairReport) -> VerifyReport:
+        """This report with the problems of the objects ``repair`` fixed taken out (no second re-hash)."""
+        fixed = {self.broken_objects[d] for d in repair.repaired if d in self.broken_objects}
+        return VerifyReport(
+            objects_checked=self.objects_checked,
+            records_checked=self.records_checked,
+            problems=[p for p in self.problems if p not in fixed],
+            broken_objects={d: p for d, p in self.broken_objects.items() if d not in repair.repaired},
+            repair=repair,
+        )
 
     @property
     def ok(self) -> bool:
@@ -105,7 +123,9 @@ def verify_store(repo: Repository, progress: Progress | None = None, *, missing_
         report.objects_checked += 1
         done_bytes += size
         if actual != digest:
-            report.problems.append(f"object {digest}: corrupt (hashes to {actual}); re-add the file or pull it from a remote")
+            problem = f"object {digest}: corrupt (hashes to {actual}); run 'refstore verify --repair' or re-add the file"
+            report.problems.append(problem)
+            report.broken_objects[digest] = problem
         elif digest in declared and declared[digest] != {size}:
             sizes = ", ".join(str(s) for s in sorted(declared[digest]))
             report.problems.append(f"object {digest}: {size} bytes, but manifests declare {sizes}")
@@ -113,7 +133,9 @@ def verify_store(repo: Repository, progress: Progress | None = None, *, missing_
             progress(report.objects_checked, done_bytes)
     absent = sorted(needed - present - missing_ok)
     for digest in absent:
-        report.problems.append(f"object {digest}: missing from the cache; re-add the file or pull it from a remote")
+        problem = f"object {digest}: missing from the cache; run 'refstore verify --repair' or re-add the file"
+        report.problems.append(problem)
+        report.broken_objects[digest] = problem
     return report
 
 

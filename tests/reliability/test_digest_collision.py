@@ -47,7 +47,7 @@ def test_verify_names_the_planted_object(planted: tuple[refstore.Store, str]) ->
     problems = store.verify().problems
     assert problems == [
         f"object {digest}: corrupt (hashes to {hashing.hash_bytes(PLANTED, store.repo.algorithm)}); "
-        "re-add the file or pull it from a remote"
+        "run 'refstore verify --repair' or re-add the file"
     ]
 
 
