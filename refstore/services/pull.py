@@ -131,7 +131,10 @@ def pull(
     remote_aliases: dict[tuple[str, str, str], tuple[str, int]] = {}
     for path, body in remote.read_many(sorted(alias_paths)).items():
         project, name, alias, seq = alias_paths[path]
-        remote_aliases[(project, name, alias)] = (parse_alias(body, repo.algorithm, path), seq)
+        target = parse_alias(body, repo.algorithm, path)
+        if target not in listing.artifact(project, name).records:  # a flipped digest must not quietly drop the alias
+            raise IntegrityError(f"remote {config.name}: {path} names a version record the remote does not have; it is damaged")
+        remote_aliases[(project, name, alias)] = (target, seq)
     # 5. import everything in one transaction
     with repo.writing(), repo.db.transaction():
         result.records = repo.store_records(new_trees)
