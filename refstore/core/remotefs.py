@@ -20,6 +20,7 @@ fsspec and its backends are imported only when a remote is opened.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, BinaryIO, TypeVar
 from refstore.errors import BackendError, RefstoreError, UsageError
 
 T = TypeVar("T")
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # out of space or quota on the remote
 EXCLUSIVE_PROTOCOLS = frozenset({"file", "local", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 _INSTALL_HINT = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp"}
 
@@ -90,6 +92,15 @@ class RemoteFS:
             ) from exc
         except (RefstoreError, FileExistsError):
             raise
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise BackendError(
+                    f"remote {self.url} failed while {what}: {describe(exc)}; "
+                    "free space where the remote lives and run the command again"
+                ) from exc
+            raise BackendError(
+                f"remote {self.url} failed while {what}: {describe(exc)}; check the URL, network and credentials"
+            ) from exc
         except Exception as exc:
             raise BackendError(
                 f"remote {self.url} failed while {what}: {describe(exc)}; check the URL, network and credentials"
@@ -250,9 +261,9 @@ class RemoteFS:
         try:
             for rel, data in files.items():
                 temp = self._local_temp()
+                staged.append((temp, rel))  # before writing: a write that fails (disk full) is removed too
                 with open(temp, "xb") as handle:
                     handle.write(data)
-                staged.append((temp, rel))
             durable_sync()
             for temp, rel in staged:
                 self._local_place(temp, rel, exclusive=False)

@@ -160,3 +160,54 @@ def test_tmpfs_fills_during_pull(tmp_path: Path, datasets: tuple[Path, Path]) ->
         assert verify_in_process(work) == [], "a pulled version must not be visible without its objects"
         new = len(after["versions"]) - len(before["versions"])
         print(f"pull into a full disk: {proc.stderr.strip()}; new versions visible (objects on the remote): {new}")
+
+
+def test_remote_fills_during_push(tmp_path: Path, datasets: tuple[Path, Path]) -> None:
+    """A directory remote on a 6 MB tmpfs; a 10 MB push fills it part-way.
+
+    One line and a non-zero exit; the local store exactly as it was and verify clean;
+    after space is freed, a repeat push completes and a clone of the remote verifies.
+    """
+    small, big = datasets
+    work = tmp_path / "work"
+    work.mkdir()
+    assert refstore_proc("init", cwd=work).returncode == 0
+    assert refstore_proc("put", str(small), "--name", "ds", "--alias", "good", cwd=work).returncode == 0
+    assert refstore_proc("put", str(big), "--name", "ds", cwd=work).returncode == 0
+    with small_filesystem(tmp_path / "mnt", "6m") as mount:
+        remote = mount / "remote"
+        assert refstore_proc("remote", "add", "origin", str(remote), cwd=work).returncode == 0
+        before = snapshot(work / ".refstore")
+        proc = refstore_proc("push", cwd=work)
+        assert proc.returncode not in (0, 70), proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("refstore: error:"), proc.stderr
+        assert "No space left on device" in lines[0], lines[0]
+        print(f"push to a full remote: {lines[0]} (exit {proc.returncode})")
+        assert "free space where the remote lives" in lines[0]
+        assert snapshot(work / ".refstore") == before
+        assert verify_in_process(work) == []
+        # nothing half-written under a name on the remote: every object there hashes to its name
+        from refstore.core import hashing
+
+        landed = [p for p in (remote / "objects").rglob("*") if p.is_file()]
+        assert all(hashing.hash_file(p, "xxh3-128")[0] == p.parent.name + p.name for p in landed)
+        assert not any((remote / "tmp").glob("*")), "staged remote temp files are removed on failure"
+        print(f"objects that arrived before the disk filled: {len(landed)}")
+        # a clone of the half-pushed remote sees nothing broken (at most the versions whose data all arrived)
+        partial = tmp_path / "partial"
+        clone = refstore_proc("clone", str(remote), str(partial), cwd=tmp_path)
+        if clone.returncode == 0:
+            assert verify_in_process(partial) == []
+        # free space: make the filesystem bigger, as an operator would
+        assert subprocess.run(["mount", "-o", "remount,size=32m", str(mount)], capture_output=True).returncode == 0
+        again = refstore_proc("push", cwd=work)
+        assert again.returncode == 0, again.stderr
+        copy = tmp_path / "copy"
+        assert refstore_proc("clone", str(remote), str(copy), cwd=tmp_path).returncode == 0
+        assert refstore_proc("pull", "--objects", cwd=copy).returncode == 0
+        assert verify_in_process(copy) == []
+        assert snapshot(copy / ".refstore")["versions"].keys() == snapshot(work / ".refstore")["versions"].keys()
+        assert refstore_proc("get", "ds", "-o", str(tmp_path / "out"), cwd=copy).returncode == 0
+        assert (tmp_path / "out" / "b3.bin").read_bytes() == (big / "b3.bin").read_bytes()
