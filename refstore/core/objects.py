@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -311,5 +312,11 @@ def named_temp_beside(target: Path) -> Path:
 
     Random rather than ``mkstemp``: creating and deleting a placeholder costs two
     metadata operations per file, which dominates checkouts of many small files.
+    The name matches :data:`TEMP_BESIDE`, so a later checkout can recognise
+    (and remove) the leftovers of a killed one.
     """
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:16]}.tmp")
+
+
+# ``named_temp_beside``'s names: group 1 is the name of the file it was going to replace.
+TEMP_BESIDE = re.compile(r"\.(.+)\.[0-9a-f]{16}\.tmp", re.DOTALL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from refstore.core import hashing
 from refstore.core.linking import check_mode, matches, materialize, materialize_new
+from refstore.core.objects import TEMP_BESIDE
 from refstore.core.paths import safe_join
 from refstore.core.repo import Repository
 from refstore.core.tree import Entry, walk
@@ -121,9 +123,10 @@ def download(
     check_declared(repo, version, items, digests)
     root.mkdir(parents=True, exist_ok=True)
     present: dict[str, set[str]] = {}
-    for directory in plan:
+    for directory, members in plan.items():
         os.makedirs(directory, exist_ok=True)
         present[directory] = set(os.listdir(directory))
+        _remove_stale_temps(directory, {name for _, name in members}, present[directory])
     modes: dict[str, int] = {}
     unchanged = 0
     done = [0, 0]
@@ -161,6 +164,25 @@ def download(
             if progress is not None:
                 progress(done[0], done[1])
     return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+
+
+def _remove_stale_temps(directory: str, names: set[str], present: set[str]) -> None:
+    """Remove temp files a killed checkout left beside the files this one writes.
+
+    Only names of :func:`named_temp_beside`'s exact pattern for a file of this
+    version are touched (``.NAME.<16 hex>.tmp``); anything else in the target is
+    the user's. A checkout running into the same directory at the same time
+    could lose its temp file and fail; it never leaves a wrong file behind.
+    """
+    for leftover in sorted(present):
+        match = TEMP_BESIDE.fullmatch(leftover)
+        if match is None or match.group(1) not in names:
+            continue
+        path = os.path.join(directory, leftover)
+        if os.path.isfile(path) or os.path.islink(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            present.discard(leftover)
 
 
 def _count(entry: Entry, used: str | None, modes: dict[str, int], done: list[int], progress: Progress | None) -> None:

@@ -41,6 +41,7 @@ from refstore.services.remote_layout import (
 from refstore.services.remotes import local_version_data
 from refstore.services.sync_common import Renumbered, SyncResult, open_remote, read_listing, renumber, selection
 from refstore.services.transfer import Progress, download_objects
+from refstore.services.versions import check_new_alias, check_new_names
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ def _import_artifact(
     row = repo.db.one("SELECT id, type FROM artifacts WHERE project = ? AND name = ?", (project, name))
     if row is None:
         assert first is not None
+        check_new_names(repo, project, name)
         artifact_id = int(
             repo.db.execute(
                 "INSERT INTO artifacts (project, name, type, description, created_at) VALUES (?, ?, ?, '', ?)",
@@ -291,6 +293,7 @@ def _merge_aliases(
                 "'refstore push' now publishes yours, or set it to the remote's version to take theirs"
             )
         elif local != record:
+            check_new_alias(repo, art_id, alias)
             repo.db.execute(
                 "INSERT OR REPLACE INTO aliases (artifact_id, alias, version_id) VALUES (?, ?, ?)", (art_id, alias, version_id)
             )

@@ -99,8 +99,13 @@ def parse_json_object(text: str | None, what: str) -> dict[str, Any]:
     """A JSON object from command-line text (``--metadata``, ``--config``, ``--summary``)."""
     if text is None or text == "":
         return {}
+
+    def refuse(constant: str) -> Any:
+        # Python's json reads NaN/Infinity; JSON does not have them, and --json output would stop being JSON.
+        raise UsageError(f'{what} holds {constant}, which is not JSON; use null or a string such as "{constant}"')
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=refuse)
     except ValueError as exc:
         raise UsageError(f"{what} is not valid JSON ({exc.args[0]}); give a JSON object such as '{{\"k\": 1}}'") from exc
     if not isinstance(value, dict):
@@ -128,9 +133,50 @@ def check_metadata(metadata: dict[str, Any] | None) -> str:
     if not isinstance(metadata, dict):
         raise UsageError("metadata must be a dict (a JSON object)")
     try:
+        json.dumps(metadata, allow_nan=False, default=str)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise UsageError(f"metadata cannot be stored as JSON: {exc}") from exc
+        raise UsageError(
+            'metadata holds a NaN or infinite number, which JSON cannot represent; use None or a string such as "NaN"'
+        ) from exc
+    try:
         return check_text(dumps_json(metadata), "metadata")
     except (TypeError, ValueError) as exc:
         raise UsageError(f"metadata cannot be stored as JSON: {exc}") from exc
+
+
+def check_new_names(repo: Repository, project: str, name: str) -> None:
+    """Refuse a new project or artifact whose name differs only in case from an existing one.
+
+    Names are ASCII (``core/names``), so Unicode normalisation cannot make two
+    names look alike; case can. ``MNIST`` and ``mnist`` would share one
+    directory on a case-insensitive filesystem (macOS, Windows) - a directory
+    remote's ``versions/PROJECT/NAME`` - and are easy to confuse anyway.
+    Call inside the transaction that creates the artifact.
+    """
+    other = repo.db.scalar(
+        "SELECT project FROM artifacts WHERE lower(project) = lower(?) AND project != ? LIMIT 1", (project, project)
+    )
+    if other is not None:
+        raise UsageError(f"project {project!r} differs only in case from the existing project {other!r}; use {other!r}")
+    other = repo.db.scalar(
+        "SELECT name FROM artifacts WHERE project = ? AND lower(name) = lower(?) AND name != ? LIMIT 1", (project, name, name)
+    )
+    if other is not None:
+        raise UsageError(
+            f"artifact name {name!r} differs only in case from the existing artifact {project}/{other}; use {other!r}"
+        )
+
+
+def check_new_alias(repo: Repository, art_id: int, alias: str) -> None:
+    """Refuse an alias that differs only in case from another alias of the same artifact (see check_new_names)."""
+    other = repo.db.scalar(
+        "SELECT alias FROM aliases WHERE artifact_id = ? AND lower(alias) = lower(?) AND alias != ? LIMIT 1",
+        (art_id, alias, alias),
+    )
+    if other is not None:
+        raise UsageError(f"alias {alias!r} differs only in case from the existing alias {other!r}; use {other!r}")
 
 
 def artifact_id(repo: Repository, project: str, name: str) -> int:
@@ -166,6 +212,7 @@ def commit_version(
     with repo.db.transaction():
         row = repo.db.one("SELECT id, type FROM artifacts WHERE project = ? AND name = ?", (project, short))
         if row is None:
+            check_new_names(repo, project, short)
             art_id = repo.db.execute(
                 "INSERT INTO artifacts (project, name, type, description, created_at) VALUES (?, ?, ?, ?, ?)",
                 (project, short, type, description or "", now()),
@@ -193,6 +240,7 @@ def commit_version(
             assert latest is not None
             version_id = latest["id"]
         for alias in alias_list:
+            check_new_alias(repo, int(art_id or 0), alias)
             repo.db.execute(
                 "INSERT OR REPLACE INTO aliases (artifact_id, alias, version_id) VALUES (?, ?, ?)", (art_id, alias, version_id)
             )
@@ -272,6 +320,7 @@ def set_alias(repo: Repository, spec: str, alias: str) -> VersionRecord:
     with repo.db.transaction():
         version = resolve(repo, spec)
         art_id = repo.db.scalar("SELECT artifact_id FROM versions WHERE id = ?", (version.id,))
+        check_new_alias(repo, art_id, alias)
         repo.db.execute(
             "INSERT OR REPLACE INTO aliases (artifact_id, alias, version_id) VALUES (?, ?, ?)", (art_id, alias, version.id)
         )
