@@ -72,8 +72,6 @@ def verify(state: Context, spec: str | None, directory: str | None, download: bo
                 click.echo(f"removed corrupt object {digest}")
             for digest, source in sorted(fixed.repaired.items()):
                 click.echo(f"repaired object {digest} from {source}")
-            for digest, reason in sorted(fixed.unrepaired.items()):
-                click.echo(f"not repaired: object {digest}: {reason}")
         for problem in report.problems:
             click.echo(problem)
     done = f"; repaired {len(fixed.repaired)} object(s)" if fixed is not None and fixed.repaired else ""
@@ -81,7 +79,7 @@ def verify(state: Context, spec: str | None, directory: str | None, download: bo
         if fixed is not None and fixed.unrepaired:
             raise IntegrityError(
                 f"verify --repair: {len(report.problems)} problem(s) remain in {store.path}{done}; "
-                f"{len(fixed.unrepaired)} object(s) could not be refetched (see 'not repaired' above)"
+                f"{len(fixed.unrepaired)} object(s) could not be refetched (see above)"
             )
         hint = "" if repair or not report.broken_objects else "; 'refstore verify --repair' refetches objects from remotes"
         raise IntegrityError(f"verify found {len(report.problems)} problem(s) in {store.path}{done}{hint}")

@@ -67,10 +67,17 @@ class VerifyReport:
     def after_repair(self, repair: RepairReport) -> VerifyReport:
         """This report with the problems of the objects ``repair`` fixed taken out (no second re-hash)."""
         fixed = {self.broken_objects[d] for d in repair.repaired if d in self.broken_objects}
+        # what is still broken is said as it now is: a corrupt object was removed either way
+        still = {
+            self.broken_objects[d]: f"object {d}: {'corrupt and removed' if d in repair.removed else 'missing'}, "
+            f"not repaired: {reason}"
+            for d, reason in repair.unrepaired.items()
+            if d in self.broken_objects
+        }
         return VerifyReport(
             objects_checked=self.objects_checked,
             records_checked=self.records_checked,
-            problems=[p for p in self.problems if p not in fixed],
+            problems=[still.get(p, p) for p in self.problems if p not in fixed],
             broken_objects={d: p for d, p in self.broken_objects.items() if d not in repair.repaired},
             repair=repair,
         )

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from refstore.core import refdigests
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, REF, Entry
-from refstore.errors import RefstoreError
+from refstore.errors import BackendError, RefstoreError
 from refstore.services.remotes import list_remotes
 from refstore.services.transfer import download_objects
 
@@ -55,7 +55,7 @@ def repair_objects(repo: Repository, broken: Mapping[str, str], *, jobs: int = 8
     with repo.writing():
         for digest in sorted(broken):
             if repo.cache.has(digest) and not repo.cache.check(digest):
-                repo.cache.quarantine(digest)
+                repo.cache.remove(digest)  # not quarantine(): the report says it, no warning on stderr too
                 report.removed.append(digest)
     stored, references = _needed(repo, set(broken))
     for digest in sorted(set(broken) - stored.keys() - references.keys()):
@@ -84,7 +84,7 @@ def _needed(repo: Repository, wanted: set[str]) -> tuple[dict[str, int], dict[st
         try:
             nodes = repo.record(digest)
         except RefstoreError as exc:  # verify reports it; nothing to fetch beneath it
-            log.warning("%s", exc)
+            log.info("%s", exc)
             continue
         for node in nodes:
             path = prefix + node.name
@@ -117,9 +117,14 @@ def _from_remotes(
         try:
             remote = config.open()
             download_objects(repo, remote, todo, jobs=jobs, missing_ok=True)
+        except BackendError as exc:  # unreachable or failing: no use asking it once per object
+            log.info("%s", exc)
+            for digest, _ in todo:
+                if not repo.cache.has(digest):
+                    reasons.setdefault(digest, []).append(f"{where}: {exc.message}")
         except RefstoreError as exc:
             # One bad object fails its batch: retry one by one to tell which.
-            log.warning("%s", exc)
+            log.info("%s", exc)
             for digest, size in todo:
                 try:
                     download_objects(repo, config.open(), [(digest, size)], jobs=1, missing_ok=True)

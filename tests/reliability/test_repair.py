@@ -105,9 +105,10 @@ def test_repair_without_a_remote_says_what_to_do(tmp_path: Path) -> None:
     corrupt, missing = _break(work)
     proc = run_refstore("verify", "--repair", cwd=work, check=False)
     line = assert_clean_failure(proc, {6})
+    assert proc.stderr.strip() == line  # the details are on stdout; stderr has the one line
     assert "2 object(s) could not be refetched" in line
-    for digest in (corrupt, missing):
-        expected = f"not repaired: object {digest}: no remote configured; add one that has it with 'refstore remote add"
+    for digest, state in ((corrupt, "corrupt and removed"), (missing, "missing")):
+        expected = f"object {digest}: {state}, not repaired: no remote configured; add one that has it with 'refstore remote add"
         assert expected in proc.stdout
     assert not _object(work, FILES["small.bin"]).exists()  # the wrong bytes are gone from under the digest
     again = run_refstore("verify", cwd=work, check=False)
@@ -191,3 +192,17 @@ def test_object_a_remote_is_known_to_hold_may_be_absent(tmp_path: Path) -> None:
     assert f"repaired object {corrupt} from remote origin" in fixed.stdout and missing not in fixed.stdout
     run_refstore("get", "ds", "-o", str(tmp_path / "out"), cwd=work)  # the absent one comes on demand
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == FILES
+
+
+def test_repair_from_a_failing_remote_names_it(tmp_path: Path) -> None:
+    """A remote that fails (here: its path is a file) is named with its error; exit 6, nothing stored."""
+    work = _store_with_remote(tmp_path, None, {})
+    (tmp_path / "not-a-dir").write_text("x")
+    run_refstore("remote", "add", "broken", str(tmp_path / "not-a-dir"), cwd=work)
+    corrupt, missing = _break(work)
+    proc = run_refstore("verify", "--repair", cwd=work, check=False)
+    assert_clean_failure(proc, {6})
+    for digest in (corrupt, missing):
+        line = next(x for x in proc.stdout.splitlines() if x.startswith(f"object {digest}: ") and "not repaired" in x)
+        assert f"remote broken ({tmp_path / 'not-a-dir'}): remote" in line and "failed while" in line, line
+    assert not _object(work, FILES["small.bin"]).exists()
