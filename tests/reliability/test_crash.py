@@ -100,7 +100,7 @@ def get_setup(run: CrashRun) -> None:
 
 def get_prepare(run: CrashRun) -> list[str]:
     out = run.work / "out"
-    if run.attempt % 2 == 0 and out.exists():  # every other attempt starts empty; the others resume
+    if run.attempt % 2 == 0 and out.exists() and not run.notes.get("final"):  # every other attempt starts empty
         shutil.rmtree(out)
     return ["get", "crash:base", "-o", str(out)]
 
@@ -122,6 +122,8 @@ def get_check(run: CrashRun, before: dict[str, Any], after: dict[str, Any]) -> N
             assert hashing.hash_file(path)[0] == expected[rel], f"{rel} is half-written after a kill"
         else:
             assert path.name.startswith(".") and path.name.endswith(".tmp"), f"unexpected file {rel}"
+            # the final, complete get resumes into the target the kills left: it removes their temp files
+            assert not run.notes.get("final"), f"stray {rel} left after a complete get"
             run.notes["temp_leftovers"] = run.notes.get("temp_leftovers", 0) + 1
 
 
@@ -323,11 +325,12 @@ def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> Non
         op.check(run, before, after)
     # a repeat completes, and the CLI agrees that the store is whole
     run.attempt += 1
+    run.notes["final"] = 1
     proc = spawn(*op.prepare(run), cwd=workdir)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     op.check(run, before, snapshot(run.store_dir))
     assert "ok:" in run_refstore("verify", cwd=workdir).stdout
     assert killed >= KILLS
-    notes = {k: v for k, v in run.notes.items() if k not in ("objects_before", "objects_live")}
+    notes = {k: v for k, v in run.notes.items() if k not in ("objects_before", "objects_live", "final")}
     print(f"crash[{name}]: {killed} kills, {completed} completed, window {startup:.2f}-{window:.2f}s, notes {notes}")
