@@ -254,15 +254,22 @@ class Store:
         (versions pushed to or pulled from it): a lazily pulled clone lacks them by design.
         With ``repair=True``, corrupt objects are removed and corrupt or missing
         ones refetched (verified) from the configured remotes or, for reference
-        bytes, from an unchanged reference source; the report then lists only what
+        bytes, from an unchanged reference source; corrupt manifest records are
+        replaced by a remote's copy that hashes to their key (then everything is
+        checked again, since walks beneath them could not run); the report then lists only what
         is still broken, and ``report.repair`` says what was fixed, from where.
         """
-        from refstore.services.repair import repair_objects
+        from refstore.services.repair import RepairReport, repair_objects, repair_records
 
         report = maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
         if not repair:
             return report
-        return report.after_repair(repair_objects(self.repo, report.broken_objects, jobs=_jobs(jobs)))
+        fixed = RepairReport()
+        if report.broken_records:
+            repair_records(self.repo, report.broken_records, fixed)
+            if fixed.records_repaired:  # the walks beneath them could not run before: check again
+                report = maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
+        return report.after_repair(repair_objects(self.repo, report.broken_objects, jobs=_jobs(jobs), report=fixed))
 
     def gc(self, dry_run: bool = False) -> maintenance.GcReport:
         """Delete objects and records that no version needs."""

@@ -64,22 +64,31 @@ def verify(state: Context, spec: str | None, directory: str | None, download: bo
                 "unrepaired": fixed.unrepaired,
                 "removed": fixed.removed,
                 "sources": fixed.sources,
+                "records_repaired": fixed.records_repaired,
+                "records_unrepaired": fixed.records_unrepaired,
             }
         emit_json(data)
     else:
         if fixed is not None:
+            for digest, source in sorted(fixed.records_repaired.items()):
+                click.echo(f"repaired manifest record {digest} from {source}")
+            for digest, reason in sorted(fixed.records_unrepaired.items()):
+                click.echo(f"manifest record {digest}: not repaired: {reason}")
             for digest in fixed.removed:
                 click.echo(f"removed corrupt object {digest}")
             for digest, source in sorted(fixed.repaired.items()):
                 click.echo(f"repaired object {digest} from {source}")
         for problem in report.problems:
             click.echo(problem)
-    done = f"; repaired {len(fixed.repaired)} object(s)" if fixed is not None and fixed.repaired else ""
+    done = ""
+    if fixed is not None and (fixed.repaired or fixed.records_repaired):
+        done = f"; repaired {len(fixed.repaired)} object(s), {len(fixed.records_repaired)} manifest record(s)"
     if not report.ok:
-        if fixed is not None and fixed.unrepaired:
+        if fixed is not None and (fixed.unrepaired or fixed.records_unrepaired):
             raise IntegrityError(
                 f"verify --repair: {len(report.problems)} problem(s) remain in {store.path}{done}; "
-                f"{len(fixed.unrepaired)} object(s) could not be refetched (see above)"
+                f"{len(fixed.unrepaired) + len(fixed.records_unrepaired)} object(s) or record(s) could not be refetched "
+                "(see above)"
             )
         hint = "" if repair or not report.broken_objects else "; 'refstore verify --repair' refetches objects from remotes"
         raise IntegrityError(f"verify found {len(report.problems)} problem(s) in {store.path}{done}{hint}")

@@ -62,6 +62,8 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     # digest -> its problem line, for objects a refetch can fix (corrupt or missing); used by --repair
     broken_objects: dict[str, str] = field(default_factory=dict)
+    # manifest records whose body no longer hashes to their key: digest -> problem line
+    broken_records: dict[str, str] = field(default_factory=dict)
     repair: RepairReport | None = None  # set by a verify with repair=True
 
     def after_repair(self, repair: RepairReport) -> VerifyReport:
@@ -77,7 +79,11 @@ class VerifyReport:
         return VerifyReport(
             objects_checked=self.objects_checked,
             records_checked=self.records_checked,
-            problems=[still.get(p, p) for p in self.problems if p not in fixed],
+            problems=[
+                still.get(p, p)
+                for p in self.problems
+                if p not in fixed and not any(p == self.broken_records.get(d) for d in repair.records_repaired)
+            ],
             broken_objects={d: p for d, p in self.broken_objects.items() if d not in repair.repaired},
             repair=repair,
         )
@@ -109,6 +115,8 @@ def verify_store(repo: Repository, progress: Progress | None = None, *, missing_
                 parse_record(bytes(body), repo.algorithm, expected_digest=digest)
             except RefstoreError as exc:
                 report.problems.append(f"manifest record {digest}: {exc}")
+                if isinstance(digest, str) and hashing.is_digest(digest, repo.algorithm):
+                    report.broken_records[digest] = report.problems[-1]
     except (sqlite3.DatabaseError, ValueError) as exc:
         report.problems.append(f"database: cannot read manifest records ({exc})")
     _check_rows(repo, report)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from refstore.core import refdigests
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, REF, Entry
-from refstore.errors import BackendError, RefstoreError
+from refstore.errors import BackendError, IntegrityError, RefstoreError
 from refstore.services.remotes import list_remotes
 from refstore.services.transfer import download_objects
 
@@ -45,11 +45,60 @@ class RepairReport:
     unrepaired: dict[str, str] = field(default_factory=dict)  # digest -> why no source could provide it
     removed: list[str] = field(default_factory=list)  # corrupt objects moved out of the way
     sources: list[str] = field(default_factory=list)  # every source asked, in order
+    records_repaired: dict[str, str] = field(default_factory=dict)  # manifest record digest -> remote
+    records_unrepaired: dict[str, str] = field(default_factory=dict)  # manifest record digest -> why not
 
 
-def repair_objects(repo: Repository, broken: Mapping[str, str], *, jobs: int = 8) -> RepairReport:
+def repair_records(repo: Repository, broken: Mapping[str, str], report: RepairReport) -> None:
+    """Replace corrupt manifest records by a remote's copy (``trees/…``), checked against the digest first.
+
+    Records are content-addressed like objects, so a remote's copy that parses
+    and hashes to the key is exactly the record that was lost. Rows are
+    replaced in one transaction at the end.
+    """
+    from refstore.core.tree import parse_record
+    from refstore.services.remote_layout import tree_path
+
+    good: dict[str, bytes] = {}
+    reasons: dict[str, list[str]] = {}
+    for config in list_remotes(repo):
+        todo = sorted(d for d in broken if d not in good)
+        if not todo:
+            break
+        where = f"remote {config.name} ({config.url})"
+        if where not in report.sources:
+            report.sources.append(where)
+        try:
+            remote = config.open()
+            for digest in todo:
+                try:
+                    body = remote.read(tree_path(digest))
+                    parse_record(body, repo.algorithm, expected_digest=digest)
+                except FileNotFoundError:
+                    reasons.setdefault(digest, []).append(f"not on {where}")
+                    continue
+                except IntegrityError as exc:
+                    reasons.setdefault(digest, []).append(f"{where}: its copy is corrupt too ({exc.message})")
+                    continue
+                good[digest] = body
+                report.records_repaired[digest] = where
+        except BackendError as exc:
+            for digest in todo:
+                if digest not in good:
+                    reasons.setdefault(digest, []).append(f"{where}: {exc.message}")
+    if good:
+        with repo.writing(), repo.db.transaction():
+            for digest, body in sorted(good.items()):
+                repo.db.execute("UPDATE trees SET body = ? WHERE digest = ?", (body, digest))
+    for digest in sorted(set(broken) - good.keys()):
+        report.records_unrepaired[digest] = "; ".join(reasons.get(digest) or [NO_SOURCE])
+
+
+def repair_objects(
+    repo: Repository, broken: Mapping[str, str], *, jobs: int = 8, report: RepairReport | None = None
+) -> RepairReport:
     """Remove the corrupt objects among ``broken`` and refetch every one a version needs."""
-    report = RepairReport()
+    report = report if report is not None else RepairReport()
     if not broken:
         return report
     with repo.writing():
@@ -113,7 +162,8 @@ def _from_remotes(
         if not todo:
             return
         where = f"remote {config.name} ({config.url})"
-        report.sources.append(where)
+        if where not in report.sources:
+            report.sources.append(where)
         try:
             remote = config.open()
             download_objects(repo, remote, todo, jobs=jobs, missing_ok=True)

@@ -93,7 +93,7 @@ def test_repair_refetches_corrupt_and_missing_objects(backend: str, tmp_path: Pa
     assert f"removed corrupt object {corrupt}" in fixed.stdout
     for digest in (corrupt, missing):
         assert f"repaired object {digest} from remote origin ({url})" in fixed.stdout
-    assert "repaired 2 object(s)" in fixed.stdout
+    assert "repaired 2 object(s), 0 manifest record(s)" in fixed.stdout
 
     assert "ok:" in run_refstore("verify", cwd=work, env=env).stdout
     run_refstore("get", "ds", "-o", str(tmp_path / "out"), cwd=work, env=env)
@@ -106,7 +106,7 @@ def test_repair_without_a_remote_says_what_to_do(tmp_path: Path) -> None:
     proc = run_refstore("verify", "--repair", cwd=work, check=False)
     line = assert_clean_failure(proc, {6})
     assert proc.stderr.strip() == line  # the details are on stdout; stderr has the one line
-    assert "2 object(s) could not be refetched" in line
+    assert "2 object(s) or record(s) could not be refetched" in line
     for digest, state in ((corrupt, "corrupt and removed"), (missing, "missing")):
         expected = f"object {digest}: {state}, not repaired: no remote configured; add one that has it with 'refstore remote add"
         assert expected in proc.stdout
@@ -206,3 +206,54 @@ def test_repair_from_a_failing_remote_names_it(tmp_path: Path) -> None:
         line = next(x for x in proc.stdout.splitlines() if x.startswith(f"object {digest}: ") and "not repaired" in x)
         assert f"remote broken ({tmp_path / 'not-a-dir'}): remote" in line and "failed while" in line, line
     assert not _object(work, FILES["small.bin"]).exists()
+
+
+def _flip_record(work: Path, digest: str) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(work / ".refstore" / "refstore.db")
+    try:
+        body = bytearray(db.execute("SELECT body FROM trees WHERE digest = ?", (digest,)).fetchone()[0])
+        body[len(body) // 2] ^= 0x01
+        with db:
+            db.execute("UPDATE trees SET body = ? WHERE digest = ?", (bytes(body), digest))
+    finally:
+        db.close()
+
+
+def test_repair_replaces_a_corrupt_manifest_record_from_a_remote(tmp_path: Path) -> None:
+    nested = {"top.txt": b"top\n", "sub/deep.bin": FILES["small.bin"]}
+    work = tmp_path / "work"
+    make_tree(work / "data", nested)
+    run_refstore("init", cwd=work)
+    run_refstore("put", "data", "--name", "ds", cwd=work)
+    with refstore.open(work) as store:
+        root = store.artifact("ds").record.digest
+        sub = next(n.digest for n in store.repo.record(root) if n.name == "sub")
+    assert sub is not None
+    _flip_record(work, sub)
+    alone = run_refstore("verify", "--repair", cwd=work, check=False)
+    assert_clean_failure(alone, {6})
+    assert f"manifest record {sub}: not repaired: no remote configured" in alone.stdout
+
+    # a backup that has it (pushed from a copy of the store made before the damage would do the same)
+    team = tmp_path / "team"
+    make_tree(team / "data", nested)
+    run_refstore("init", cwd=team)
+    run_refstore("put", "data", "--name", "ds", cwd=team)
+    run_refstore("remote", "add", "origin", str(tmp_path / "remote"), cwd=team)
+    run_refstore("push", cwd=team)
+    run_refstore("remote", "add", "origin", str(tmp_path / "remote"), cwd=work)
+    # the object beneath the damaged record is gone too: found only once the record is back
+    path = _object(work, FILES["small.bin"])
+    os.chmod(path, 0o644)
+    path.unlink()
+    found = run_refstore("verify", cwd=work, check=False)
+    assert_clean_failure(found, {6})
+    assert f"manifest record {sub}" in found.stdout
+    fixed = run_refstore("verify", "--repair", cwd=work)
+    assert f"repaired manifest record {sub} from remote origin" in fixed.stdout
+    assert f"repaired object {_digest(FILES['small.bin'])} from remote origin" in fixed.stdout
+    assert "ok:" in run_refstore("verify", cwd=work).stdout
+    run_refstore("get", "ds", "-o", str(tmp_path / "out"), cwd=work)
+    assert (tmp_path / "out" / "sub" / "deep.bin").read_bytes() == FILES["small.bin"]
