@@ -13,8 +13,13 @@ in order:
    fetcher (:func:`refstore.services.reffetch.fetch_references`), which refuses
    a source that changed since it was recorded.
 
+Corrupt manifest records (``VerifyReport.broken_records``) are replaced by a
+remote's copy under ``trees/`` that hashes to their digest
+(:func:`repair_records`); the caller then verifies again, since the walks
+beneath a broken record could not run.
+
 What no source could provide is reported with the reason from each source
-tried; the caller re-runs ``verify`` to say what is still broken.
+tried.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from dataclasses import dataclass, field
 
 from refstore.core import refdigests
 from refstore.core.repo import Repository
-from refstore.core.tree import DIR, REF, Entry
+from refstore.core.tree import DIR, REF, Entry, parse_record
 from refstore.errors import BackendError, IntegrityError, RefstoreError
+from refstore.services.remote_layout import tree_path
 from refstore.services.remotes import list_remotes
 from refstore.services.transfer import download_objects
 
@@ -56,9 +62,6 @@ def repair_records(repo: Repository, broken: Mapping[str, str], report: RepairRe
     and hashes to the key is exactly the record that was lost. Rows are
     replaced in one transaction at the end.
     """
-    from refstore.core.tree import parse_record
-    from refstore.services.remote_layout import tree_path
-
     good: dict[str, bytes] = {}
     reasons: dict[str, list[str]] = {}
     for config in list_remotes(repo):
