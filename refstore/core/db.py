@@ -185,6 +185,48 @@ def _migration_4(conn: sqlite3.Connection) -> None:
     )
 
 
+# Timestamps written by triggers, in the same shape as :func:`now` (microseconds, so text order is time order).
+_SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'"
+
+
+def _migration_5(conn: sqlite3.Connection) -> None:
+    """Runs on remotes: when each run last changed, and inputs known only by identity.
+
+    ``runs.updated_at`` is kept by triggers on every change to a run, its tags,
+    history or inputs, so push can tell which of two snapshots of a run is newer
+    (see docs/format.md "Run records"). ``run_pending_inputs`` holds input edges
+    pulled from a remote whose version this store does not have (yet): the edge is
+    kept by the version's identity and becomes a ``run_inputs`` row when the version
+    arrives.
+    """
+    touch = f"UPDATE runs SET updated_at = {_SQL_NOW} WHERE id = {{ref}}.run_id;"
+    run_script(
+        conn,
+        f"""
+        ALTER TABLE runs ADD COLUMN updated_at TEXT;
+        CREATE TRIGGER runs_touch_insert AFTER INSERT ON runs WHEN NEW.updated_at IS NULL
+        BEGIN UPDATE runs SET updated_at = NEW.created_at WHERE id = NEW.id; END;
+        CREATE TRIGGER runs_touch_update AFTER UPDATE OF project, name, job_type, status, config, summary, created_at,
+            finished_at, git_commit, git_dirty, command, host, pid, source ON runs
+        BEGIN UPDATE runs SET updated_at = {_SQL_NOW} WHERE id = NEW.id; END;
+        CREATE TRIGGER run_tags_touch_insert AFTER INSERT ON run_tags BEGIN {touch.format(ref="NEW")} END;
+        CREATE TRIGGER run_tags_touch_delete AFTER DELETE ON run_tags BEGIN {touch.format(ref="OLD")} END;
+        CREATE TRIGGER run_metrics_touch_insert AFTER INSERT ON run_metrics BEGIN {touch.format(ref="NEW")} END;
+        CREATE TRIGGER run_inputs_touch_insert AFTER INSERT ON run_inputs BEGIN {touch.format(ref="NEW")} END;
+        CREATE TRIGGER run_inputs_touch_delete AFTER DELETE ON run_inputs BEGIN {touch.format(ref="OLD")} END;
+        UPDATE runs SET updated_at = COALESCE(finished_at, created_at);
+        CREATE TABLE run_pending_inputs (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (run_id, project, name, record)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_pending_inputs_record ON run_pending_inputs (record);
+        """,
+    )
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 # Append only. Position i (1-based) produces format version i.
@@ -193,6 +235,7 @@ MIGRATIONS: list[Migration] = [
     ("0002_reference_digests", _migration_2),
     ("0003_runs", _migration_3),
     ("0004_remotes", _migration_4),
+    ("0005_run_sync", _migration_5),
 ]
 FORMAT_VERSION = len(MIGRATIONS)
 

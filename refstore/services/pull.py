@@ -11,6 +11,11 @@ leaves the store exactly as it was.
 Objects are fetched only with ``objects=True``; otherwise on demand by the
 fetcher that :mod:`refstore.services.remotes` registers, verified on arrival.
 
+Runs: for each run on the remote, the winning snapshot is read when it beats
+the local state of that run (see :mod:`refstore.services.run_records`) and
+applied in the same transaction; input edges to versions this store lacks are
+kept by identity until the version arrives.
+
 A local version that was never pushed and whose number the remote now uses is
 renumbered above the remote's versions (the result says so). An alias moved
 both here and on the remote is a conflict: the local one is kept and reported.
@@ -39,6 +44,7 @@ from refstore.services.remote_layout import (
     tree_path,
 )
 from refstore.services.remotes import local_version_data
+from refstore.services.run_sync import apply_runs, read_runs, runs_to_read, touches, version_identities
 from refstore.services.sync_common import Renumbered, SyncResult, open_remote, read_listing, renumber, selection
 from refstore.services.transfer import Progress, download_objects
 
@@ -79,7 +85,8 @@ def pull(
             raise NotFoundError(f"remote {config.name} has no artifact {absent[0]}")
         keys = [k for k in keys if k in wanted]
     known = _known_numbers(repo, config.name)
-    local_records = {d.digest(repo.algorithm): vid for vid, d in local_version_data(repo).items()}
+    local_data = local_version_data(repo)
+    local_records = {d.digest(repo.algorithm): vid for vid, d in local_data.items()}
     # 1. claims we do not know yet
     claim_paths: dict[str, tuple[str, str, int]] = {}
     for project, name in keys:
@@ -132,12 +139,19 @@ def pull(
     for path, body in remote.read_many(sorted(alias_paths)).items():
         project, name, alias, seq = alias_paths[path]
         remote_aliases[(project, name, alias)] = (parse_alias(body, repo.algorithm, path), seq)
-    # 5. import everything in one transaction
+    # 5. run snapshots that beat what we have (of runs touching the selected artifacts), validated
+    incoming_runs = read_runs(remote, repo.algorithm, runs_to_read(repo, listing, local_data))
+    if wanted is not None:
+        incoming_runs = [r for r in incoming_runs if touches(r, keys)]
+    # 6. import everything in one transaction
     with repo.writing(), repo.db.transaction():
         result.records = repo.store_records(new_trees)
         for (project, name), items in sorted(incoming.items()):
             _import_artifact(repo, config.name, project, name, sorted(items, key=lambda i: i.number), result)
         _merge_aliases(repo, config.name, remote_aliases, result)
+        if incoming_runs or (incoming and repo.db.scalar("SELECT 1 FROM run_pending_inputs LIMIT 1")):
+            apply_runs(repo, incoming_runs, version_identities(repo, local_version_data(repo)))
+        result.runs = [r.id for r in incoming_runs]
     for change in result.renumbered:
         log.warning("the remote uses that number: %s", change)
     if objects:
