@@ -16,6 +16,7 @@ from remote_backends import RemoteSpec, make_remote
 from servers import azure_server, gcs_server, s3_server  # noqa: F401  (fixtures)
 
 import refstore
+from refstore.core.remotefs import STALE_PART_SECONDS
 
 PUSHER = textwrap.dedent(
     """
@@ -112,7 +113,11 @@ def test_kill_9_mid_push_and_mid_pull_then_repeat_completes(tmp_path: Path) -> N
     _kill_when(proc, lambda: _count_files(remote / "objects") > 64)
     assert not (remote / "numbers").exists()  # it died before claiming a number
     run_refstore("verify", cwd=work)
+    leftovers = list((remote / "tmp").glob("*.part"))
+    for part in leftovers:  # what the killed push left, made older than the safe age
+        os.utime(part, (time.time() - STALE_PART_SECONDS - 60,) * 2)
     out = run_refstore("push", cwd=work).stdout
+    assert not any(part.exists() for part in leftovers)
     assert "1 versions" in out
     assert _count_files(remote / "objects") == 400
     assert run_refstore("push", cwd=work).stdout.strip() == "origin is up to date"

@@ -77,6 +77,9 @@ def push(
         if repo.db.scalar("SELECT 1 FROM artifacts WHERE project = ? AND name = ?", (project, name)) is None:
             raise NotFoundError(f"no artifact {project}/{name} in this store; see 'refstore ls'")
     listing = read_listing(repo, remote, create=True)
+    stale = remote.remove_stale_parts()
+    if stale:
+        log.info("removed %d stale temporary file(s) from %s/tmp", stale, remote.url)
     with repo.writing():  # gc waits: the objects being sent stay in the cache
         _push_versions(repo, config.name, remote, listing, wanted, jobs, progress, result)
     push_runs(repo, remote, listing, local_version_data(repo), chosen_version_ids(repo, wanted), result)
