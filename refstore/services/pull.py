@@ -118,11 +118,11 @@ def pull(
         data = parse_version(body, repo.algorithm, record, project, name)
         incoming.setdefault((project, name), []).append(_Incoming(number, record, data, None))
     # 3. manifest records we do not have, validated
-    new_trees = _fetch_trees(repo, remote, [i.data.manifest for items in incoming.values() for i in items if i.local_id is None])
+    new_trees = fetch_trees(repo, remote, [i.data.manifest for items in incoming.values() for i in items if i.local_id is None])
     for items in incoming.values():
         for item in items:
             if item.local_id is None:
-                _check_totals(repo, new_trees, item)
+                check_totals(repo, new_trees, item.data, item.number)
     # 4. aliases of the selected artifacts
     # (only those that moved since we last saw them: the listing shows their latest move number)
     seen_seqs = {
@@ -168,7 +168,7 @@ def _known_numbers(repo: Repository, remote_name: str) -> dict[tuple[str, str, i
     return {(r["project"], r["name"], r["number"]): r["id"] for r in rows}
 
 
-def _fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[str, bytes]:
+def fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[str, bytes]:
     """Every manifest record reachable from ``roots`` that the database lacks, each validated."""
     fetched: dict[str, bytes] = {}
     level = sorted(set(roots))
@@ -190,7 +190,7 @@ def _fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[s
     return fetched
 
 
-def _check_totals(repo: Repository, new_trees: dict[str, bytes], item: _Incoming) -> None:
+def check_totals(repo: Repository, new_trees: dict[str, bytes], data: VersionData, number: int) -> None:
     """Sizes and counts must add up, and every full path must be acceptable, before anything is stored."""
     cache: dict[str, tuple[int, int]] = {}
 
@@ -205,22 +205,21 @@ def _check_totals(repo: Repository, new_trees: dict[str, bytes], item: _Incoming
         for node in nodes_of(digest):
             path = prefix + node.name
             if len(path) > MAX_PATH_LENGTH:
-                raise UnsafePathError(f"a path in {item.data.project}/{item.data.name} is longer than {MAX_PATH_LENGTH}; refused")
+                raise UnsafePathError(f"a path in {data.project}/{data.name} is longer than {MAX_PATH_LENGTH}; refused")
             if node.type == DIR:
                 assert node.digest is not None
                 sub_size, sub_count = total(node.digest, path + "/")
                 if (sub_size, sub_count) != (node.size, node.count):
-                    raise IntegrityError(f"manifest of {item.data.project}/{item.data.name}: sizes under {path} do not add up")
+                    raise IntegrityError(f"manifest of {data.project}/{data.name}: sizes under {path} do not add up")
                 size, count = size + sub_size, count + sub_count
             else:
                 size, count = size + node.size, count + 1
         cache[digest] = (size, count)
         return size, count
 
-    assert item.data is not None
-    if total(item.data.manifest, "") != (item.data.size, item.data.files):
+    if total(data.manifest, "") != (data.size, data.files):
         raise IntegrityError(
-            f"version record of {item.data.project}/{item.data.name}:v{item.number} disagrees with its manifest's size; refused"
+            f"version record of {data.project}/{data.name}:v{number} disagrees with its manifest's size; refused"
         )
 
 
