@@ -158,6 +158,12 @@ def test_runs_with_a_selection_and_edges_to_versions_not_pulled(a: refstore.Stor
         assert [v.qualified_name for v in b.get_run(run.id).used()] == ["default/raw:v0"]
         assert _graph(b, "raw:v0") == _graph(a, "raw:v0")
         assert b.push().runs == []
+    with new_store(tmp_path / "c", remote) as c:  # the output's version is the one not pulled
+        assert c.pull(specs=["raw"]).runs == [run.id]
+        assert c.get_run(run.id).logged() == [] and len(c.get_run(run.id).used()) == 1
+        assert c.push().runs == []  # the run's record is whole: the output is kept by identity
+        c.pull()
+        assert _graph(c, "raw:v0") == _graph(a, "raw:v0")
 
 
 @pytest.mark.parametrize("attack", ["status", "input", "corrupt"])
@@ -165,7 +171,6 @@ def test_hostile_run_records_are_refused_and_nothing_is_imported(
     a: refstore.Store, tmp_path: Path, remote: RemoteSpec, attack: str
 ) -> None:
     from refstore.services.remote_layout import RunKey, run_path
-    from refstore.services.run_records import RunData
 
     log(a, tmp_path / "d", {"f": "fine"})
     with a.run(job_type="train") as run:
@@ -180,11 +185,12 @@ def test_hostile_run_records_are_refused_and_nothing_is_imported(
         raw["status"] = "done"
     elif attack == "input":
         raw["inputs"] = [{"project": "default", "name": "../x", "version": raw["inputs"][0]["version"]}]
-    raw["updated_at"] = "2099-01-01T00:00:00.000000Z"  # so it wins over the good one
+    raw["revision"] += 1000  # so it wins over the good one
     forged = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
-    key = RunKey(1, "20990101000000000000", hashing.hash_bytes(forged, algorithm))
+    key = RunKey(
+        1, raw["revision"], "".join(c for c in raw["updated_at"] if c.isdigit())[:20], hashing.hash_bytes(forged, algorithm)
+    )
     fs.write(run_path(run.id, key), b"flipped" + forged if attack == "corrupt" else forged)
-    assert RunData  # the record type whose fields are checked
     with new_store(tmp_path / "b", remote) as b:
         with pytest.raises(IntegrityError, match=f"run record {run.id}"):
             b.pull()

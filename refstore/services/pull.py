@@ -149,7 +149,7 @@ def pull(
         for (project, name), items in sorted(incoming.items()):
             _import_artifact(repo, config.name, project, name, sorted(items, key=lambda i: i.number), result)
         _merge_aliases(repo, config.name, remote_aliases, result)
-        if incoming_runs or (incoming and repo.db.scalar("SELECT 1 FROM run_pending_inputs LIMIT 1")):
+        if incoming_runs or (incoming and repo.db.scalar("SELECT 1 FROM run_pending_edges LIMIT 1")):
             apply_runs(repo, incoming_runs, version_identities(repo, local_version_data(repo)))
         result.runs = [r.id for r in incoming_runs]
     for change in result.renumbered:

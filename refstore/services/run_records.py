@@ -2,9 +2,9 @@
 
 A run changes after it is pushed (it finishes, its summary or tags change), but
 files on a remote are never rewritten. So each push of a changed run writes a new
-*snapshot*, ``runs/<run id>/<rank>-<stamp>-<digest>.json``, and readers take the
-highest :class:`RunKey` (finished/failed over running, then the newest
-``updated_at``, then the digest). The file name carries the key, so one listing
+*snapshot*, ``runs/<run id>/<rank>-<revision>-<stamp>-<digest>.json``, and readers
+take the highest :class:`RunKey` (finished/failed over running, then the higher
+revision, then the later ``updated_at``, then the digest). The file name carries the key, so one listing
 tells every store which snapshot wins without reading any of them; the body must
 agree with its name and hash to its digest, or it is refused.
 
@@ -32,6 +32,7 @@ from refstore.services.runs import STATUSES, check_tags
 
 Identity = tuple[str, str, str]  # (project, name, version record digest)
 Metric = tuple[str, int, float | None, str]  # (key, step, value, logged_at)
+_MAX_INT = 2**63  # SQLite INTEGER
 _NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -50,6 +51,7 @@ class RunData:
     created_at: str
     finished_at: str | None
     updated_at: str
+    revision: int
     git_commit: str | None
     git_dirty: bool | None
     command: str | None
@@ -75,6 +77,7 @@ class RunData:
                 "created_at": self.created_at,
                 "finished_at": self.finished_at,
                 "updated_at": self.updated_at,
+                "revision": self.revision,
                 "git_commit": self.git_commit,
                 "git_dirty": self.git_dirty,
                 "command": self.command,
@@ -88,7 +91,8 @@ class RunData:
         ).encode()
 
     def key(self, algorithm: str) -> RunKey:
-        return RunKey(rank_of(self.status), stamp_of(self.updated_at), hashing.hash_bytes(self.encode(), algorithm))
+        digest = hashing.hash_bytes(self.encode(), algorithm)
+        return RunKey(rank_of(self.status), self.revision, stamp_of(self.updated_at), digest)
 
 
 def rank_of(status: str) -> int:
@@ -118,7 +122,7 @@ def local_run_data(repo: Repository, records: dict[int, VersionData], run_ids: S
     algorithm = repo.algorithm
     identity = {vid: (d.project, d.name, d.digest(algorithm)) for vid, d in records.items()}
     rows = repo.db.query(
-        "SELECT id, project, name, job_type, status, config, summary, created_at, finished_at, updated_at,"
+        "SELECT id, project, name, job_type, status, config, summary, created_at, finished_at, updated_at, revision,"
         " git_commit, git_dirty, command, host, pid, source FROM runs ORDER BY id"
     )
     wanted = set(run_ids) if run_ids is not None else None
@@ -137,11 +141,13 @@ def local_run_data(repo: Repository, records: dict[int, VersionData], run_ids: S
     for run_id, version_id in repo.db.execute("SELECT run_id, version_id FROM run_inputs"):
         if version_id in identity:
             inputs.setdefault(run_id, set()).add(identity[version_id])
-    for run_id, project, name, record in repo.db.execute("SELECT run_id, project, name, record FROM run_pending_inputs"):
-        inputs.setdefault(run_id, set()).add((project, name, record))
     outputs: dict[str, set[Identity]] = {}
     for version_id, run_id in repo.db.execute("SELECT id, run_id FROM versions WHERE run_id IS NOT NULL"):
         outputs.setdefault(run_id, set()).add(identity[version_id])
+    for run_id, kind, project, name, record in repo.db.execute(
+        "SELECT run_id, kind, project, name, record FROM run_pending_edges"
+    ):
+        (inputs if kind == "input" else outputs).setdefault(run_id, set()).add((project, name, record))
     result: dict[str, RunData] = {}
     for row in rows:
         run_id = row["id"]
@@ -157,6 +163,7 @@ def local_run_data(repo: Repository, records: dict[int, VersionData], run_ids: S
             created_at=row["created_at"],
             finished_at=row["finished_at"],
             updated_at=row["updated_at"] or row["finished_at"] or row["created_at"],
+            revision=row["revision"],
             git_commit=row["git_commit"],
             git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
             command=row["command"],
@@ -225,8 +232,11 @@ def parse_run(body: bytes, algorithm: str, run_id: str, key: RunKey) -> RunData:
     pid = raw.get("pid")
     if dirty is not None and not isinstance(dirty, bool):
         raise bad("'git_dirty'")
-    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid < 0):
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < _MAX_INT):
         raise bad("'pid'")
+    revision = raw.get("revision")
+    if not isinstance(revision, int) or isinstance(revision, bool) or not 0 <= revision < 10**18:
+        raise bad("'revision'")
     data = RunData(
         id=run_id,
         project=project,
@@ -239,6 +249,7 @@ def parse_run(body: bytes, algorithm: str, run_id: str, key: RunKey) -> RunData:
         created_at=text("created_at", limit=64),
         finished_at=text("finished_at", optional=True, limit=64),
         updated_at=text("updated_at", limit=64),
+        revision=revision,
         git_commit=text("git_commit", optional=True, limit=256),
         git_dirty=dirty,
         command=text("command", optional=True),
@@ -249,8 +260,8 @@ def parse_run(body: bytes, algorithm: str, run_id: str, key: RunKey) -> RunData:
         inputs=_parse_identities(raw.get("inputs"), algorithm, bad, "inputs"),
         outputs=_parse_identities(raw.get("outputs"), algorithm, bad, "outputs"),
     )
-    if (rank_of(data.status), stamp_of(data.updated_at)) != (key.rank, key.stamp):
-        raise IntegrityError(f"{where} disagrees with its file name (status or time); the remote is damaged")
+    if (rank_of(data.status), data.revision, stamp_of(data.updated_at)) != (key.rank, key.revision, key.stamp):
+        raise IntegrityError(f"{where} disagrees with its file name (status, revision or time); the remote is damaged")
     if data.encode() != body:
         raise IntegrityError(f"{where} is not in canonical form; the remote is damaged")
     return data
@@ -270,13 +281,17 @@ def _parse_history(value: Any, bad: Any) -> tuple[Metric, ...]:
         key, step, number, logged_at = item
         if not isinstance(key, str) or not key or len(key) > 256 or not isinstance(logged_at, str) or len(logged_at) > 64:
             raise bad("'history' row")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < _MAX_INT:
             raise bad("'history' step")
         if isinstance(number, str) and number in _NON_FINITE:
             number = _NON_FINITE[number]
         elif number is not None and (not isinstance(number, (int, float)) or isinstance(number, bool)):
             raise bad("'history' value")
-        result.append((key, step, None if number is None else float(number), logged_at))
+        try:
+            value = None if number is None else float(number)
+        except OverflowError as exc:
+            raise bad("'history' value") from exc
+        result.append((key, step, value, logged_at))
     if result != sorted(result, key=lambda m: (m[0], m[1])):
         raise bad("'history' order")
     return tuple(result)

@@ -5,9 +5,10 @@ lacks (one listing says which; a run unchanged since the last push costs
 nothing). Pull reads, for each run, only the winning snapshot (the highest
 :class:`~refstore.services.remote_layout.RunKey` in the listing) and only when
 it beats the local state of that run, validates it, and applies it inside the
-caller's transaction. Input edges name versions by identity; an input whose
-version this store lacks is kept in ``run_pending_inputs`` and becomes a real
-edge when the version arrives (by a later pull or import).
+caller's transaction. Edges name versions by identity; an edge to a version
+this store lacks (not pulled, or deleted here) is kept in ``run_pending_edges``,
+so the run's record stays whole, and an input becomes a real edge again when
+the version arrives (by a later pull or import).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from refstore.core.repo import Repository
 from refstore.errors import IntegrityError
 from refstore.services.importers.common import upsert_run
 from refstore.services.remote_layout import RUN_ID, Listing, RunKey, VersionData, run_path
+from refstore.services.remotes import local_version_data
 from refstore.services.run_records import Identity, RunData, local_run_data, parse_run
 from refstore.services.sync_common import SyncResult
 
@@ -127,7 +129,7 @@ def apply_runs(
         }
         upsert_run(repo, row, run.tags, run.history)
         repo.db.execute("DELETE FROM run_inputs WHERE run_id = ?", (run.id,))
-        repo.db.execute("DELETE FROM run_pending_inputs WHERE run_id = ?", (run.id,))
+        repo.db.execute("DELETE FROM run_pending_edges WHERE run_id = ?", (run.id,))
         for identity in run.inputs:
             version_id = identities.get(identity)
             if version_id is not None:
@@ -136,34 +138,60 @@ def apply_runs(
                     (run.id, version_id, run.created_at),
                 )
             else:
-                repo.db.execute(
-                    "INSERT OR IGNORE INTO run_pending_inputs (run_id, project, name, record) VALUES (?, ?, ?, ?)",
-                    (run.id, *identity),
-                )
-        # the triggers stamped "now"; the run's state is the snapshot's, so is its time
-        repo.db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (run.updated_at, run.id))
+                _keep(repo, run.id, "input", identity)
+        for identity in run.outputs:
+            if identity not in identities:  # a version here with this identity names this run already
+                _keep(repo, run.id, "output", identity)
+        # the triggers counted these writes as changes; the run's state is the snapshot's, so are these
+        repo.db.execute("UPDATE runs SET updated_at = ?, revision = ? WHERE id = ?", (run.updated_at, run.revision, run.id))
     resolve_pending(repo, identities)
 
 
 def resolve_pending(repo: Repository, identities: dict[Identity, int]) -> int:
-    """Turn pending inputs whose version is now here into edges; call inside a transaction. Returns how many."""
-    rows = repo.db.query("SELECT run_id, project, name, record FROM run_pending_inputs ORDER BY run_id")
+    """Edges kept by identity whose version is now here become real; call inside a transaction. Returns how many."""
+    rows = repo.db.query("SELECT run_id, kind, project, name, record FROM run_pending_edges ORDER BY run_id")
     resolved = 0
     for row in rows:
         version_id = identities.get((row["project"], row["name"], row["record"]))
         if version_id is None:
             continue
-        stamp = repo.db.scalar("SELECT updated_at FROM runs WHERE id = ?", (row["run_id"],))
-        created = repo.db.scalar("SELECT created_at FROM runs WHERE id = ?", (row["run_id"],))
+        before = repo.db.one("SELECT created_at, updated_at, revision FROM runs WHERE id = ?", (row["run_id"],))
+        assert before is not None  # the foreign key cascades
+        if row["kind"] == "input":
+            repo.db.execute(
+                "INSERT OR IGNORE INTO run_inputs (run_id, version_id, created_at) VALUES (?, ?, ?)",
+                (row["run_id"], version_id, before["created_at"]),
+            )
         repo.db.execute(
-            "INSERT OR IGNORE INTO run_inputs (run_id, version_id, created_at) VALUES (?, ?, ?)",
-            (row["run_id"], version_id, created),
-        )
-        repo.db.execute(
-            "DELETE FROM run_pending_inputs WHERE run_id = ? AND project = ? AND name = ? AND record = ?",
-            (row["run_id"], row["project"], row["name"], row["record"]),
+            "DELETE FROM run_pending_edges WHERE run_id = ? AND kind = ? AND project = ? AND name = ? AND record = ?",
+            (row["run_id"], row["kind"], row["project"], row["name"], row["record"]),
         )
         # the same edge, now resolved: the run did not change
-        repo.db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (stamp, row["run_id"]))
+        repo.db.execute(
+            "UPDATE runs SET updated_at = ?, revision = ? WHERE id = ?", (before["updated_at"], before["revision"], row["run_id"])
+        )
         resolved += 1
     return resolved
+
+
+def keep_edges_of(repo: Repository, version_id: int) -> None:
+    """Before a version is deleted here: keep its edges to runs by identity; call inside the deleting transaction.
+
+    The runs did not change, so their records (and what push sends) stay the same,
+    and a version that comes back with a pull is connected again.
+    """
+    data = local_version_data(repo, [version_id]).get(version_id)
+    if data is None:
+        return
+    identity = (data.project, data.name, data.digest(repo.algorithm))
+    for (run_id,) in repo.db.execute("SELECT run_id FROM run_inputs WHERE version_id = ?", (version_id,)).fetchall():
+        _keep(repo, run_id, "input", identity)
+    if data.run_id is not None and repo.db.scalar("SELECT 1 FROM runs WHERE id = ?", (data.run_id,)):
+        _keep(repo, data.run_id, "output", identity)
+
+
+def _keep(repo: Repository, run_id: str, kind: str, identity: Identity) -> None:
+    repo.db.execute(
+        "INSERT OR IGNORE INTO run_pending_edges (run_id, kind, project, name, record) VALUES (?, ?, ?, ?, ?)",
+        (run_id, kind, *identity),
+    )
