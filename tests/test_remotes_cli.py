@@ -260,10 +260,11 @@ def test_lazy_clone_cannot_push_objects_it_does_not_have(store: refstore.Store, 
         assert clone.push("mirror").versions == ["default/mnist:v0"]
 
 
-def _labelled(graph_json: str) -> tuple[list[tuple[str, int]], list[tuple[str, str, str]]]:
+def _labelled(graph_json: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """Nodes (all their data but the local id) and edges by label: equal in two stores with the same lineage."""
     graph = json.loads(graph_json)
     label = {n["id"]: n["label"] for n in graph["nodes"]}
-    nodes = sorted((n["label"], n["depth"]) for n in graph["nodes"])
+    nodes = sorted(json.dumps({k: v for k, v in n.items() if k != "id"}, sort_keys=True) for n in graph["nodes"])
     return nodes, sorted((label[e["from"]], label[e["to"]], e["kind"]) for e in graph["edges"])
 
 
