@@ -235,10 +235,11 @@ class Store:
     def push(
         self, remote: str | None = None, specs: Sequence[str] = (), jobs: int = 8, progress: Progress | None = None
     ) -> SyncResult:
-        """Send versions (all, or ``NAME``/``NAME:vN`` and the ones before it), their objects and aliases.
+        """Send versions (all, or ``NAME``/``NAME:vN`` and the ones before it), their objects, aliases and runs.
 
         ``result.renumbered`` lists versions that took a later number because another
-        store pushed first; ``result.conflicts`` lists alias moves that were not applied.
+        store pushed first; ``result.conflicts`` lists alias moves that were not applied;
+        ``result.runs`` the runs whose new state was sent (those that used or logged a pushed version).
         """
         from refstore.services.push import push
 
@@ -252,7 +253,7 @@ class Store:
         jobs: int = 8,
         progress: Progress | None = None,
     ) -> SyncResult:
-        """Merge the remote's versions and aliases; with ``objects=True`` also fetch their bytes."""
+        """Merge the remote's versions, aliases and runs; with ``objects=True`` also fetch their bytes."""
         from refstore.services.pull import pull
 
         return pull(self.repo, remote, specs, objects=objects, jobs=_jobs(jobs), progress=progress)

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 
+from refstore.core.db import now
 from refstore.core.remotefs import RemoteFS
 from refstore.core.repo import Repository
 from refstore.errors import IntegrityError
@@ -174,12 +175,23 @@ def resolve_pending(repo: Repository, identities: dict[Identity, int]) -> int:
     return resolved
 
 
+def note_output(repo: Repository, run_id: str) -> None:
+    """A run logged a new version: that is a change to the run (revision + 1); call in the logging transaction."""
+    if repo.db.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_pending_edges'") is None:
+        return  # a store older than migration 0005_run_sync (only ever seen by code simulating old releases)
+    repo.db.execute(
+        "UPDATE runs SET revision = revision + 1, updated_at = MAX(?, COALESCE(updated_at, '')) WHERE id = ?", (now(), run_id)
+    )
+
+
 def keep_edges_of(repo: Repository, version_id: int) -> None:
     """Before a version is deleted here: keep its edges to runs by identity; call inside the deleting transaction.
 
     The runs did not change, so their records (and what push sends) stay the same,
     and a version that comes back with a pull is connected again.
     """
+    if repo.db.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_pending_edges'") is None:
+        return
     data = local_version_data(repo, [version_id]).get(version_id)
     if data is None:
         return

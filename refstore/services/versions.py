@@ -189,11 +189,10 @@ def commit_version(
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (art_id, number, tree.root, tree.size, tree.count, description or "", metadata_json, now(), run_id),
             ).lastrowid
-            if run_id is not None:  # a new output is a change to the run (see migration 0005_run_sync)
-                repo.db.execute(
-                    "UPDATE runs SET revision = revision + 1, updated_at = MAX(?, COALESCE(updated_at, '')) WHERE id = ?",
-                    (now(), run_id),
-                )
+            if run_id is not None:
+                from refstore.services.run_sync import note_output  # (lazy: run_sync needs this module)
+
+                note_output(repo, run_id)
         else:
             assert latest is not None
             version_id = latest["id"]

@@ -43,6 +43,7 @@ from refstore.services.pull import check_totals, fetch_trees
 from refstore.services.remote_layout import (
     MARKER,
     Listing,
+    RunKey,
     VersionData,
     alias_path,
     number_path,
@@ -284,7 +285,7 @@ class _Importer:
             self.step()
 
     # -- runs --------------------------------------------------------------------
-    def runs(self, winners: list[tuple[str, Any]]) -> None:
+    def runs(self, winners: list[tuple[str, RunKey]]) -> None:
         todo = {}
         for run_id, key in winners:
             if self.tracker.is_done(f"run:{run_id}", key.digest):
