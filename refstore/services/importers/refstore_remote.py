@@ -54,7 +54,7 @@ from refstore.services.remote_layout import (
     run_path,
 )
 from refstore.services.remotes import check_options
-from refstore.services.run_records import Identity, parse_run
+from refstore.services.run_records import RunData, parse_run
 from refstore.services.run_sync import apply_runs
 from refstore.services.sync_common import read_listing
 from refstore.services.transfer import download_objects
@@ -62,6 +62,7 @@ from refstore.services.transfer import download_objects
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 JOBS = 8
+RUN_BATCH = 500
 
 
 def is_remote(source: str) -> bool:
@@ -295,6 +296,7 @@ class _Importer:
                 todo[run_path(run_id, key)] = (run_id, key)
         bodies = self._read_each(sorted(todo))
         on_remote = {(p, n, d) for (p, n), info in self.listing.artifacts.items() for d in info.records}
+        valid: list[tuple[RunData, RunKey, bool]] = []
         for path, (run_id, key) in sorted(todo.items()):
             item = f"run:{run_id}"
             existed = self.tracker.state(item) is not None or self.repo.db.scalar("SELECT 1 FROM runs WHERE id = ?", (run_id,))
@@ -303,17 +305,29 @@ class _Importer:
                 if body is None:
                     raise IntegrityError(f"run record {path} could not be read from {self.remote.url}")
                 run = parse_run(body, self.repo.algorithm, run_id, key)
-                lost = [i for i in run.inputs if i in on_remote and i not in self.records]
-                if lost:
+                if any(i in on_remote and i not in self.records for i in run.inputs):
                     raise NotFoundError(f"run {run_id} used versions that failed to import; retry the import")
-                identities: dict[Identity, int] = dict(self.records)
-                with self.repo.db.transaction():
-                    apply_runs(self.repo, [run], identities, self.mapping)
-                    self.tracker.done(item, key.digest, run_id)
             except RefstoreError as exc:
-                self.tracker.failed(item, exc.message)
-                self.report.failed[item] = exc.message
-                self.step()
+                self._fail_run(item, exc.message)
                 continue
-            (self.report.updated if existed else self.report.imported).append(f"run {run_id}")
-            self.step()
+            valid.append((run, key, bool(existed)))
+        # validated runs go in by batches: one transaction (one sync) per batch, not per run
+        for start in range(0, len(valid), RUN_BATCH):
+            batch = valid[start : start + RUN_BATCH]
+            try:
+                with self.repo.db.transaction():
+                    apply_runs(self.repo, [run for run, _, _ in batch], dict(self.records), self.mapping)
+                    for run, key, _ in batch:
+                        self.tracker.done(f"run:{run.id}", key.digest, run.id)
+            except RefstoreError as exc:
+                for run, _, _ in batch:
+                    self._fail_run(f"run:{run.id}", exc.message)
+                continue
+            for run, _, existed in batch:
+                (self.report.updated if existed else self.report.imported).append(f"run {run.id}")
+                self.step()
+
+    def _fail_run(self, item: str, message: str) -> None:
+        self.tracker.failed(item, message)
+        self.report.failed[item] = message
+        self.step()
