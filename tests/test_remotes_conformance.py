@@ -71,7 +71,9 @@ def test_push_clone_get_roundtrip(a: refstore.Store, tmp_path: Path, remote: Rem
         assert b.verify().ok and b.verify().objects_checked == 3
 
 
-def test_push_of_nothing_new_costs_one_listing(a: refstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_of_nothing_new_costs_one_listing(
+    a: refstore.Store, tmp_path: Path, remote: RemoteSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log(a, tmp_path / "d", {f"f{i}": str(i) for i in range(30)}, aliases=("best",))
     for i in range(3):  # runs are pushed too, and cost nothing once they are there
         with a.run(job_type="train", config={"i": i}) as run:
@@ -84,13 +86,20 @@ def test_push_of_nothing_new_costs_one_listing(a: refstore.Store, tmp_path: Path
         original = getattr(RemoteFS, method)
 
         def counted(self: RemoteFS, *args: Any, _name: str = method, _original: Any = original, **kw: Any) -> Any:
-            calls[_name] = calls.get(_name, 0) + 1
+            if not (args and isinstance(args[0], (list, dict)) and not args[0]):  # an empty batch is no request
+                calls[_name] = calls.get(_name, 0) + 1
             return _original(self, *args, **kw)
 
         monkeypatch.setattr(RemoteFS, method, counted)
     result = a.push()
-    assert result.versions == [] and result.objects == 0 and result.aliases == []
+    assert result.versions == [] and result.objects == 0 and result.aliases == [] and result.runs == []
     assert calls == {"list_all": 1, "read": 1}  # the listing and the marker file
+    with clone(remote, tmp_path / "b") as b:  # and so is a pull of nothing new, runs included
+        assert len(b.runs()) == 3
+        calls.clear()
+        pulled = b.pull()
+        assert pulled.versions == [] and pulled.runs == [] and pulled.aliases == []
+        assert calls == {"list_all": 1, "read": 1}
 
 
 def _graph(store: refstore.Store, spec: str) -> tuple[list[str], list[tuple[str, str, str]]]:
