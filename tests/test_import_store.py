@@ -142,7 +142,7 @@ def test_import_store_cli(source: Path, run_cli: Cli, store: refstore.Store) -> 
     assert "unchanged 3" in run_cli("import", "store", str(source), "--remap", "team=other").stdout
     bad = run_cli("import", "store", str(source), "--remap", "nonsense", expect=2)
     assert bad.stderr.startswith("refstore: error: invalid --remap")
-    run_cli("import", "store", "s3://bucket/store", expect=2)
+    run_cli("import", "store", "nosuch://bucket/store", expect=2)  # an unknown protocol
 
 
 def test_import_cli_reports_failures_on_stderr_and_exits_1(source: Path, run_cli: Cli, store: refstore.Store) -> None:

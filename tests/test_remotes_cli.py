@@ -258,3 +258,56 @@ def test_lazy_clone_cannot_push_objects_it_does_not_have(store: refstore.Store, 
         assert not (tmp_path / "r2" / "numbers").exists()
         clone.pull(objects=True)
         assert clone.push("mirror").versions == ["default/mnist:v0"]
+
+
+def _labelled(graph_json: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """Nodes (all their data but the local id) and edges by label: equal in two stores with the same lineage."""
+    graph = json.loads(graph_json)
+    label = {n["id"]: n["label"] for n in graph["nodes"]}
+    nodes = sorted(json.dumps({k: v for k, v in n.items() if k != "id"}, sort_keys=True) for n in graph["nodes"])
+    return nodes, sorted((label[e["from"]], label[e["to"]], e["kind"]) for e in graph["edges"])
+
+
+def test_lineage_in_a_clone_equals_the_source(run_cli: Cli, workdir: Path, data_dir: Path, tmp_path: Path) -> None:
+    run_cli("init")
+    run_cli("put", "data", "--name", "raw")
+    run_id = run_cli("run", "start", "--job-type", "train", "--name", "cnn", "--input", "raw:v0").stdout.strip()
+    run_cli("put", "data/sub", "--name", "model", "--type", "model", "--run", run_id)
+    run_cli("run", "finish", run_id, "--summary", '{"acc": 0.5}')
+    run_cli("put", "data/sub", "--name", "report", "--run-job-type", "eval", "--input", "model:v0")
+    run_cli("remote", "add", "origin", str(tmp_path / "shared"))
+    assert "2 runs" in run_cli("push").stdout
+    clone_dir = tmp_path / "clone"
+    run_cli("clone", str(tmp_path / "shared"), str(clone_dir))
+    for direction in ("--downstream", "--upstream"):
+        spec = "raw:v0" if direction == "--downstream" else "report:v0"
+        source = run_cli("lineage", spec, direction, "--format", "json").stdout
+        cloned = run_cli("-C", str(clone_dir), "lineage", spec, direction, "--format", "json").stdout
+        assert _labelled(cloned) == _labelled(source)
+        assert len(_labelled(source)[0]) == 5  # raw, train cnn, model, the eval run, report
+    shown = json.loads(run_cli("-C", str(clone_dir), "run", "show", run_id, "--json").stdout)
+    assert shown["status"] == "finished" and shown["summary"] == {"acc": 0.5}
+
+
+def test_push_removes_stale_part_files_but_not_fresh_ones(store: refstore.Store, data_dir: Path, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from refstore.core.remotefs import STALE_PART_SECONDS
+
+    remote = tmp_path / "shared"
+    store.add_remote("origin", str(remote))
+    art = refstore.Artifact("mnist")
+    art.add_dir(data_dir)
+    store.log_artifact(art)
+    store.push()
+    tmp = remote / "tmp"
+    stale, fresh, other = tmp / "dead.part", tmp / "in-flight.part", tmp / "notes.txt"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"partial")
+    old = time.time() - STALE_PART_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    os.utime(fresh, (time.time() - STALE_PART_SECONDS + 600,) * 2)  # younger than the safe age: a live writer's
+    assert store.push().versions == []  # even a push of nothing new cleans up
+    assert not stale.exists() and fresh.exists() and other.exists()

@@ -35,7 +35,8 @@ def new_store(root: Path, remote: RemoteSpec, name: str = "origin") -> refstore.
     return store
 
 
-def log(store: refstore.Store, root: Path, files: dict[str, Any], name: str = "mnist", aliases: tuple[str, ...] = ()) -> Any:
+def log(store: Any, root: Path, files: dict[str, Any], name: str = "mnist", aliases: tuple[str, ...] = ()) -> Any:
+    """Log a version through a store, or through a run (an output edge)."""
     make_tree(root, files)
     art = refstore.Artifact(name)
     art.add_dir(root)
@@ -70,21 +71,140 @@ def test_push_clone_get_roundtrip(a: refstore.Store, tmp_path: Path, remote: Rem
         assert b.verify().ok and b.verify().objects_checked == 3
 
 
-def test_push_of_nothing_new_costs_one_listing(a: refstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_of_nothing_new_costs_one_listing(
+    a: refstore.Store, tmp_path: Path, remote: RemoteSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log(a, tmp_path / "d", {f"f{i}": str(i) for i in range(30)}, aliases=("best",))
-    a.push()
+    for i in range(3):  # runs are pushed too, and cost nothing once they are there
+        with a.run(job_type="train", config={"i": i}) as run:
+            run.use_artifact("mnist:best")
+            run.log({"loss": 1.0 / (i + 1)})
+            log(run, tmp_path / f"m{i}", {"w": f"weights {i}"}, name="model")
+    assert len(a.push().runs) == 3
     calls: dict[str, int] = {}
     for method in ("list_all", "read", "read_many", "write", "write_many", "upload", "create", "open_read"):
         original = getattr(RemoteFS, method)
 
         def counted(self: RemoteFS, *args: Any, _name: str = method, _original: Any = original, **kw: Any) -> Any:
-            calls[_name] = calls.get(_name, 0) + 1
+            if not (args and isinstance(args[0], (list, dict)) and not args[0]):  # an empty batch is no request
+                calls[_name] = calls.get(_name, 0) + 1
             return _original(self, *args, **kw)
 
         monkeypatch.setattr(RemoteFS, method, counted)
     result = a.push()
-    assert result.versions == [] and result.objects == 0 and result.aliases == []
+    assert result.versions == [] and result.objects == 0 and result.aliases == [] and result.runs == []
     assert calls == {"list_all": 1, "read": 1}  # the listing and the marker file
+    with clone(remote, tmp_path / "b") as b:  # and so is a pull of nothing new, runs included
+        assert len(b.runs()) == 3
+        calls.clear()
+        pulled = b.pull()
+        assert pulled.versions == [] and pulled.runs == [] and pulled.aliases == []
+        assert calls == {"list_all": 1, "read": 1}
+
+
+def _graph(store: refstore.Store, spec: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """A lineage graph with local version ids left out, comparable between stores (everything else must match)."""
+    graph = store.lineage(spec).as_dict()
+    label = {n["id"]: n["label"] for n in graph["nodes"]}
+    return (
+        sorted(json.dumps({k: v for k, v in n.items() if k != "id"}, sort_keys=True) for n in graph["nodes"]),
+        sorted((label[e["from"]], label[e["to"]], e["kind"]) for e in graph["edges"]),
+    )
+
+
+def test_runs_travel_and_clone_shows_the_same_lineage(a: refstore.Store, tmp_path: Path, remote: RemoteSpec) -> None:
+    log(a, tmp_path / "raw", {"r": "raw"}, name="raw")
+    with a.run(job_type="prep", name="clean", config={"k": [1, 2]}, tags=["nightly"]) as prep:
+        prep.use_artifact("raw:v0")
+        prep.log({"rows": 10})
+        prep.log({"rows": 12})
+        log(prep, tmp_path / "clean", {"c": "clean"}, name="clean")
+    train = a.run(job_type="train", name="cnn", config={"lr": 0.01})
+    run = train.__enter__()
+    run.use_artifact("clean:v0")
+    run.use_artifact("raw:v0")
+    log(run, tmp_path / "m", {"w": "w"}, name="model")
+    first = a.push()
+    assert sorted(first.runs) == sorted([prep.id, run.id])
+    with clone(remote, tmp_path / "b") as b:
+        assert _graph(b, "raw:v0") == _graph(a, "raw:v0")
+        pulled = b.get_run(prep.id)
+        assert pulled.as_dict() == a.get_run(prep.id).as_dict()  # config, summary, tags, times, git, command
+        assert pulled.history() == a.get_run(prep.id).history()
+        assert b.get_run(run.id).status == "running"
+        assert b.push().runs == []  # a clone holds exactly the remote's snapshots
+        # the run finishes after it was pushed: a new snapshot, and the newer one wins everywhere
+        run.summary["acc"] = 0.9
+        train.__exit__(None, None, None)
+        assert a.push().runs == [run.id]
+        assert b.pull().runs == [run.id]
+        assert b.get_run(run.id).status == "finished" and b.get_run(run.id).summary == {"acc": 0.9}
+        assert b.pull().runs == [] and a.push().runs == []
+        # a change made in the clone travels back
+        b.get_run(prep.id).tag("checked")
+        assert b.push().runs == [prep.id]
+        assert a.pull().runs == [prep.id] and a.get_run(prep.id).tags == ["checked", "nightly"]
+        assert _graph(b, "raw:v0") == _graph(a, "raw:v0")
+        keys = [k for k in _remote_fs(remote).list_all() if k.startswith(f"runs/{run.id}/")]
+        assert len(keys) == 2  # running, then finished: snapshots are never rewritten
+
+
+def test_runs_with_a_selection_and_edges_to_versions_not_pulled(a: refstore.Store, tmp_path: Path, remote: RemoteSpec) -> None:
+    log(a, tmp_path / "raw", {"r": "raw"}, name="raw")
+    with a.run(job_type="other") as unrelated:
+        unrelated.log({"x": 1})
+    with a.run(job_type="train") as run:
+        run.use_artifact("raw:v0")
+        log(run, tmp_path / "m", {"w": "w"}, name="model")
+    assert a.push(specs=["model"]).runs == [run.id]  # only the runs that touch what is pushed
+    with new_store(tmp_path / "b", remote) as b:
+        assert b.pull(specs=["model"]).runs == [run.id]
+        assert b.get_run(run.id).used() == []  # raw is not here: the edge waits, kept by identity
+        assert b.artifact("model:v0").record.run_id == run.id
+        assert b.push().runs == []  # and is not lost: the snapshot is unchanged
+        a.push()
+        assert b.pull().runs == [unrelated.id]
+        assert [v.qualified_name for v in b.get_run(run.id).used()] == ["default/raw:v0"]
+        assert _graph(b, "raw:v0") == _graph(a, "raw:v0")
+        assert b.push().runs == []
+    with new_store(tmp_path / "c", remote) as c:  # the output's version is the one not pulled
+        assert c.pull(specs=["raw"]).runs == [run.id]
+        assert c.get_run(run.id).logged() == [] and len(c.get_run(run.id).used()) == 1
+        assert c.push().runs == []  # the run's record is whole: the output is kept by identity
+        c.pull()
+        assert _graph(c, "raw:v0") == _graph(a, "raw:v0")
+
+
+@pytest.mark.parametrize("attack", ["status", "input", "corrupt"])
+def test_hostile_run_records_are_refused_and_nothing_is_imported(
+    a: refstore.Store, tmp_path: Path, remote: RemoteSpec, attack: str
+) -> None:
+    from refstore.services.remote_layout import RunKey, run_path
+
+    log(a, tmp_path / "d", {"f": "fine"})
+    with a.run(job_type="train") as run:
+        run.use_artifact("mnist:v0")
+    a.push()
+    fs = _remote_fs(remote)
+    (path,) = [p for p in fs.list_all() if p.startswith("runs/")]
+    body = fs.read(path)
+    algorithm = a.repo.algorithm
+    raw = json.loads(body)
+    if attack == "status":
+        raw["status"] = "done"
+    elif attack == "input":
+        raw["inputs"] = [{"project": "default", "name": "../x", "version": raw["inputs"][0]["version"]}]
+    raw["revision"] += 1000  # so it wins over the good one
+    forged = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    key = RunKey(
+        1, raw["revision"], "".join(c for c in raw["updated_at"] if c.isdigit())[:20], hashing.hash_bytes(forged, algorithm)
+    )
+    fs.write(run_path(run.id, key), b"flipped" + forged if attack == "corrupt" else forged)
+    with new_store(tmp_path / "b", remote) as b:
+        with pytest.raises(IntegrityError, match=f"run record {run.id}"):
+            b.pull()
+        assert b.artifacts() == [] and b.runs() == []
+        assert b.repo.db.scalar("SELECT COUNT(*) FROM trees") == 0
 
 
 def test_incremental_push_sends_only_what_changed(a: refstore.Store, tmp_path: Path) -> None:

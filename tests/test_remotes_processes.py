@@ -16,6 +16,7 @@ from remote_backends import RemoteSpec, make_remote
 from servers import azure_server, gcs_server, s3_server  # noqa: F401  (fixtures)
 
 import refstore
+from refstore.core.remotefs import STALE_PART_SECONDS
 
 PUSHER = textwrap.dedent(
     """
@@ -32,7 +33,8 @@ PUSHER = textwrap.dedent(
             (data / "f.txt").write_text(f"{label} round {i}")
             art = refstore.Artifact("shared")
             art.add_dir(data)
-            store.log_artifact(art)
+            with store.run(job_type="make", name=f"{label}-{i}") as run:
+                run.log_artifact(art)
             result = store.push()
             for change in result.renumbered:
                 print("renumbered", change, flush=True)
@@ -78,6 +80,11 @@ def test_concurrent_pushers_never_lose_a_version(tmp_path: Path, remote: RemoteS
             contents.add((out / "f.txt").read_text())
         assert contents == {f"{label} round {i}" for label in ("a", "b") for i in range(rounds)}
         assert clone.verify().ok
+        # and no run was lost either: each version still names the run that made it, finished
+        runs = {run.id: run for run in clone.runs(limit=100)}
+        assert sorted(run.name for run in runs.values()) == sorted(f"{label}-{i}" for label in "ab" for i in range(rounds))
+        assert all(runs[v.record.run_id].status == "finished" for v in versions if v.record.run_id is not None)
+        assert sorted(v.record.run_id or "" for v in versions) == sorted(runs)
     # each pusher's store agrees with the remote about the numbers of its own versions
     for path in stores:
         with refstore.open(path) as store:
@@ -112,7 +119,11 @@ def test_kill_9_mid_push_and_mid_pull_then_repeat_completes(tmp_path: Path) -> N
     _kill_when(proc, lambda: _count_files(remote / "objects") > 64)
     assert not (remote / "numbers").exists()  # it died before claiming a number
     run_refstore("verify", cwd=work)
+    leftovers = list((remote / "tmp").glob("*.part"))
+    for part in leftovers:  # what the killed push left, made older than the safe age
+        os.utime(part, (time.time() - STALE_PART_SECONDS - 60,) * 2)
     out = run_refstore("push", cwd=work).stdout
+    assert not any(part.exists() for part in leftovers)
     assert "1 versions" in out
     assert _count_files(remote / "objects") == 400
     assert run_refstore("push", cwd=work).stdout.strip() == "origin is up to date"

@@ -194,12 +194,27 @@ class Store:
         )
 
     def import_store(
-        self, path: str | os.PathLike[str], *, remap: Mapping[str, str] | None = None, progress: Progress | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        remap: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+        **options: Any,
     ) -> ImportReport:
-        """Import what is new in another refstore directory (projects renamed by ``remap``)."""
-        from refstore.services.importers.refstore_dir import import_store
+        """Import what is new in another refstore: a store directory, or a remote (any URL ``add_remote`` takes).
 
-        return import_store(self.repo, os.fspath(path), remap=remap, progress=progress)
+        Projects are renamed by ``remap``; ``options`` go to the remote's fsspec backend
+        (no credentials: those come from the environment).
+        """
+        from refstore.services.importers.refstore_dir import import_store
+        from refstore.services.importers.refstore_remote import import_remote, is_remote
+
+        source = os.fspath(path)
+        if is_remote(source):
+            return import_remote(self.repo, source, options=options, remap=remap, progress=progress)
+        if options:
+            raise UsageError("backend options apply to remote URLs only, not to a store directory")
+        return import_store(self.repo, source, remap=remap, progress=progress)
 
     # -- remotes -------------------------------------------------------------
     def add_remote(self, name: str, url: str, **options: Any) -> dict[str, Any]:
@@ -220,10 +235,11 @@ class Store:
     def push(
         self, remote: str | None = None, specs: Sequence[str] = (), jobs: int = 8, progress: Progress | None = None
     ) -> SyncResult:
-        """Send versions (all, or ``NAME``/``NAME:vN`` and the ones before it), their objects and aliases.
+        """Send versions (all, or ``NAME``/``NAME:vN`` and the ones before it), their objects, aliases and runs.
 
         ``result.renumbered`` lists versions that took a later number because another
-        store pushed first; ``result.conflicts`` lists alias moves that were not applied.
+        store pushed first; ``result.conflicts`` lists alias moves that were not applied;
+        ``result.runs`` the runs whose new state was sent (those that used or logged a pushed version).
         """
         from refstore.services.push import push
 
@@ -237,7 +253,7 @@ class Store:
         jobs: int = 8,
         progress: Progress | None = None,
     ) -> SyncResult:
-        """Merge the remote's versions and aliases; with ``objects=True`` also fetch their bytes."""
+        """Merge the remote's versions, aliases and runs; with ``objects=True`` also fetch their bytes."""
         from refstore.services.pull import pull
 
         return pull(self.repo, remote, specs, objects=objects, jobs=_jobs(jobs), progress=progress)

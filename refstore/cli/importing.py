@@ -52,10 +52,16 @@ def import_mlflow(
 @import_group.command("store")
 @click.argument("source")
 @click.option("--remap", "remaps", multiple=True, help="Rename a project: OLD=NEW (repeatable).")
+@click.option("--option", "-o", "pairs", multiple=True, help="Backend option KEY=VALUE for a remote URL; no credentials.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
-def import_store(state: Context, source: str, remaps: tuple[str, ...], as_json: bool) -> None:
-    """Import artifacts, versions, aliases and runs from another refstore directory."""
+def import_store(state: Context, source: str, remaps: tuple[str, ...], pairs: tuple[str, ...], as_json: bool) -> None:
+    """Import artifacts, versions, aliases and runs from another refstore.
+
+    SOURCE is a store directory, or a remote: any URL 'remote add' takes (s3://, gs://, az://, a remote directory).
+    """
+    from refstore.cli.remotes import parse_options
+
     mapping: dict[str, str] = {}
     for pair in remaps:
         old, sep, new = pair.partition("=")
@@ -63,7 +69,7 @@ def import_store(state: Context, source: str, remaps: tuple[str, ...], as_json: 
             raise UsageError(f"invalid --remap {pair!r}; use OLD=NEW")
         mapping[old] = new
     with progress_bar("importing", unit="item") as progress:
-        report = state.store().import_store(source, remap=mapping, progress=progress)
+        report = state.store().import_store(source, remap=mapping, progress=progress, **parse_options(pairs))
     _print_report(report.as_dict(), as_json)
     if report.failed:
         raise click.exceptions.Exit(1)

@@ -96,10 +96,10 @@ def _report(verb: str, result: Any, as_json: bool) -> None:
             click.echo(f"renumbered: {change} (another store used v{change.old} first)", err=True)
         for line in result.aliases:
             click.echo(f"alias {line}")
-        if result.versions or result.objects or result.aliases:
+        if result.versions or result.objects or result.aliases or result.runs:
             click.echo(
                 f"{verb} {result.remote}: {len(result.versions)} versions, {result.objects} objects "
-                f"({human_size(result.bytes)}), {result.records} manifest records"
+                f"({human_size(result.bytes)}), {result.records} manifest records, {len(result.runs)} runs"
             )
         else:
             click.echo(f"{result.remote} is up to date")
@@ -116,7 +116,7 @@ def _report(verb: str, result: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
 def push(state: Context, remote_name: str | None, specs: tuple[str, ...], jobs: int, as_json: bool) -> None:
-    """Send versions, aliases and the objects they need to REMOTE (default origin).
+    """Send versions, aliases, runs and the objects they need to REMOTE (default origin).
 
     SPECS are NAME or NAME:vN (that version and the ones before it); default everything.
     """
@@ -135,7 +135,7 @@ def push(state: Context, remote_name: str | None, specs: tuple[str, ...], jobs: 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_state
 def pull(state: Context, remote_name: str | None, specs: tuple[str, ...], objects: bool, jobs: int, as_json: bool) -> None:
-    """Merge versions and aliases from REMOTE (default origin); objects with --objects or on download."""
+    """Merge versions, aliases and runs from REMOTE (default origin); objects with --objects or on download."""
     store = state.store()
     remote_name, specs = _split_remote(store, remote_name, specs)
     with transfer_bar("pull") as progress:

@@ -185,6 +185,50 @@ def _migration_4(conn: sqlite3.Connection) -> None:
     )
 
 
+# Timestamps written by triggers, in the same shape as :func:`now` (microseconds, so text order is time order).
+_SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'"
+
+
+def _migration_5(conn: sqlite3.Connection) -> None:
+    """Runs on remotes: how often and when each run last changed, and inputs known only by identity.
+
+    Triggers on every change to a run, its tags, history or new inputs add one to
+    ``runs.revision`` and move ``runs.updated_at`` to now (never backwards), so
+    push can tell which of two snapshots of a run is newer (docs/format.md "Run
+    records"). ``run_pending_edges`` holds a run's input and output edges to
+    versions this store does not have (not pulled yet, or deleted here): kept by
+    the version's identity, so the run's record stays whole, and an input becomes
+    a ``run_inputs`` row again when the version arrives.
+    """
+    touch = f"UPDATE runs SET revision = revision + 1, updated_at = MAX({_SQL_NOW}, COALESCE(updated_at, '')) WHERE id = {{ref}};"
+    run_script(
+        conn,
+        f"""
+        ALTER TABLE runs ADD COLUMN updated_at TEXT;
+        ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        CREATE TRIGGER runs_touch_insert AFTER INSERT ON runs WHEN NEW.updated_at IS NULL
+        BEGIN UPDATE runs SET updated_at = NEW.created_at WHERE id = NEW.id; END;
+        CREATE TRIGGER runs_touch_update AFTER UPDATE OF project, name, job_type, status, config, summary, created_at,
+            finished_at, git_commit, git_dirty, command, host, pid, source ON runs
+        BEGIN {touch.format(ref="NEW.id")} END;
+        CREATE TRIGGER run_tags_touch_insert AFTER INSERT ON run_tags BEGIN {touch.format(ref="NEW.run_id")} END;
+        CREATE TRIGGER run_tags_touch_delete AFTER DELETE ON run_tags BEGIN {touch.format(ref="OLD.run_id")} END;
+        CREATE TRIGGER run_metrics_touch_insert AFTER INSERT ON run_metrics BEGIN {touch.format(ref="NEW.run_id")} END;
+        CREATE TRIGGER run_inputs_touch_insert AFTER INSERT ON run_inputs BEGIN {touch.format(ref="NEW.run_id")} END;
+        UPDATE runs SET updated_at = COALESCE(finished_at, created_at);
+        CREATE TABLE run_pending_edges (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('input', 'output')),
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (run_id, kind, project, name, record)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_pending_edges_record ON run_pending_edges (record);
+        """,
+    )
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 # Append only. Position i (1-based) produces format version i.
@@ -193,6 +237,7 @@ MIGRATIONS: list[Migration] = [
     ("0002_reference_digests", _migration_2),
     ("0003_runs", _migration_3),
     ("0004_remotes", _migration_4),
+    ("0005_run_sync", _migration_5),
 ]
 FORMAT_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,11 @@ from refstore.errors import BackendError, RefstoreError, UsageError
 
 T = TypeVar("T")
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # out of space or quota on the remote
+# A directory remote's tmp/*.part untouched this long is garbage from a killed writer. A live
+# writer's file is written in one go and renamed by the same call, and every write refreshes
+# its mtime, so only a writer stalled for a whole day could lose its file - and then its
+# rename fails with an error; nothing half-written ever appears under a real name.
+STALE_PART_SECONDS = 24 * 3600
 EXCLUSIVE_PROTOCOLS = frozenset({"file", "local", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 _INSTALL_HINT = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp"}
 
@@ -235,6 +241,34 @@ class RemoteFS:
             return False
         self.call(f"writing {rel}", lambda: self.fs.pipe_file(full, data), writing=True)
         return self.read(rel) == data
+
+    def remove_stale_parts(self, max_age: float = STALE_PART_SECONDS) -> int:
+        """Delete a directory remote's ``tmp/*.part`` files not modified for ``max_age`` seconds.
+
+        Killed pushes leave them; listings skip ``tmp/`` so they are never read.
+        Returns how many were removed (0 on other backends, which stage nothing).
+        """
+        if not self.local:
+            return 0
+        tmp = Path(self.root, "tmp")
+        removed = 0
+        limit = time.time() - max_age
+        try:
+            candidates = [p for p in tmp.iterdir() if p.name.endswith(".part")]
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise BackendError(f"remote {self.url} failed while listing tmp/: {describe(exc)}") from exc
+        for path in candidates:
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # renamed or removed by its writer (or another cleaner) meanwhile
+            except OSError as exc:
+                raise BackendError(f"remote {self.url} failed while removing {path.name}: {describe(exc)}") from exc
+        return removed
 
     # -- local directory helpers ---------------------------------------------
     def _local_temp(self) -> Path:

@@ -11,6 +11,11 @@ leaves the store exactly as it was.
 Objects are fetched only with ``objects=True``; otherwise on demand by the
 fetcher that :mod:`refstore.services.remotes` registers, verified on arrival.
 
+Runs: for each run on the remote, the winning snapshot is read when it beats
+the local state of that run (see :mod:`refstore.services.run_records`) and
+applied in the same transaction; input edges to versions this store lacks are
+kept by identity until the version arrives.
+
 A local version that was never pushed and whose number the remote now uses is
 renumbered above the remote's versions (the result says so). An alias moved
 both here and on the remote is a conflict: the local one is kept and reported.
@@ -39,6 +44,7 @@ from refstore.services.remote_layout import (
     tree_path,
 )
 from refstore.services.remotes import local_version_data
+from refstore.services.run_sync import apply_runs, read_runs, runs_to_read, touches, version_identities
 from refstore.services.sync_common import Renumbered, SyncResult, open_remote, read_listing, renumber, selection
 from refstore.services.transfer import Progress, download_objects
 from refstore.services.versions import check_new_alias, check_new_names
@@ -80,7 +86,8 @@ def pull(
             raise NotFoundError(f"remote {config.name} has no artifact {absent[0]}")
         keys = [k for k in keys if k in wanted]
     known = _known_numbers(repo, config.name)
-    local_records = {d.digest(repo.algorithm): vid for vid, d in local_version_data(repo).items()}
+    local_data = local_version_data(repo)
+    local_records = {d.digest(repo.algorithm): vid for vid, d in local_data.items()}
     # 1. claims we do not know yet
     claim_paths: dict[str, tuple[str, str, int]] = {}
     for project, name in keys:
@@ -112,11 +119,11 @@ def pull(
         data = parse_version(body, repo.algorithm, record, project, name)
         incoming.setdefault((project, name), []).append(_Incoming(number, record, data, None))
     # 3. manifest records we do not have, validated
-    new_trees = _fetch_trees(repo, remote, [i.data.manifest for items in incoming.values() for i in items if i.local_id is None])
+    new_trees = fetch_trees(repo, remote, [i.data.manifest for items in incoming.values() for i in items if i.local_id is None])
     for items in incoming.values():
         for item in items:
             if item.local_id is None:
-                _check_totals(repo, new_trees, item)
+                check_totals(repo, new_trees, item.data, item.number)
     # 4. aliases of the selected artifacts
     # (only those that moved since we last saw them: the listing shows their latest move number)
     seen_seqs = {
@@ -136,12 +143,19 @@ def pull(
         if target not in listing.artifact(project, name).records:  # a flipped digest must not quietly drop the alias
             raise IntegrityError(f"remote {config.name}: {path} names a version record the remote does not have; it is damaged")
         remote_aliases[(project, name, alias)] = (target, seq)
-    # 5. import everything in one transaction
+    # 5. run snapshots that beat what we have (of runs touching the selected artifacts), validated
+    incoming_runs = read_runs(remote, repo.algorithm, runs_to_read(repo, listing, local_data))
+    if wanted is not None:
+        incoming_runs = [r for r in incoming_runs if touches(r, keys)]
+    # 6. import everything in one transaction
     with repo.writing(), repo.db.transaction():
         result.records = repo.store_records(new_trees)
         for (project, name), items in sorted(incoming.items()):
             _import_artifact(repo, config.name, project, name, sorted(items, key=lambda i: i.number), result)
         _merge_aliases(repo, config.name, remote_aliases, result)
+        if incoming_runs or (incoming and repo.db.scalar("SELECT 1 FROM run_pending_edges LIMIT 1")):
+            apply_runs(repo, incoming_runs, version_identities(repo, local_version_data(repo)))
+        result.runs = [r.id for r in incoming_runs]
     for change in result.renumbered:
         log.warning("the remote uses that number: %s", change)
     if objects:
@@ -158,7 +172,7 @@ def _known_numbers(repo: Repository, remote_name: str) -> dict[tuple[str, str, i
     return {(r["project"], r["name"], r["number"]): r["id"] for r in rows}
 
 
-def _fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[str, bytes]:
+def fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[str, bytes]:
     """Every manifest record reachable from ``roots`` that the database lacks, each validated."""
     fetched: dict[str, bytes] = {}
     level = sorted(set(roots))
@@ -180,7 +194,7 @@ def _fetch_trees(repo: Repository, remote: RemoteFS, roots: list[str]) -> dict[s
     return fetched
 
 
-def _check_totals(repo: Repository, new_trees: dict[str, bytes], item: _Incoming) -> None:
+def check_totals(repo: Repository, new_trees: dict[str, bytes], data: VersionData, number: int) -> None:
     """Sizes and counts must add up, and every full path must be acceptable, before anything is stored."""
     cache: dict[str, tuple[int, int]] = {}
 
@@ -195,22 +209,21 @@ def _check_totals(repo: Repository, new_trees: dict[str, bytes], item: _Incoming
         for node in nodes_of(digest):
             path = prefix + node.name
             if len(path) > MAX_PATH_LENGTH:
-                raise UnsafePathError(f"a path in {item.data.project}/{item.data.name} is longer than {MAX_PATH_LENGTH}; refused")
+                raise UnsafePathError(f"a path in {data.project}/{data.name} is longer than {MAX_PATH_LENGTH}; refused")
             if node.type == DIR:
                 assert node.digest is not None
                 sub_size, sub_count = total(node.digest, path + "/")
                 if (sub_size, sub_count) != (node.size, node.count):
-                    raise IntegrityError(f"manifest of {item.data.project}/{item.data.name}: sizes under {path} do not add up")
+                    raise IntegrityError(f"manifest of {data.project}/{data.name}: sizes under {path} do not add up")
                 size, count = size + sub_size, count + sub_count
             else:
                 size, count = size + node.size, count + 1
         cache[digest] = (size, count)
         return size, count
 
-    assert item.data is not None
-    if total(item.data.manifest, "") != (item.data.size, item.data.files):
+    if total(data.manifest, "") != (data.size, data.files):
         raise IntegrityError(
-            f"version record of {item.data.project}/{item.data.name}:v{item.number} disagrees with its manifest's size; refused"
+            f"version record of {data.project}/{data.name}:v{number} disagrees with its manifest's size; refused"
         )
 
 

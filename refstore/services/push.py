@@ -1,7 +1,7 @@
 """``push``: send versions, their manifests and objects, and aliases to a remote.
 
 Order matters for resuming after a crash: objects first, then manifest records
-deepest first, then version records, then number claims, then aliases. So a
+deepest first, then version records, then number claims, then run snapshots, then aliases. So a
 manifest record on the remote implies its whole subtree and objects are there
 (push skips such subtrees), and a claimed number always names a complete
 version. One listing tells what is missing; a push of nothing new costs that
@@ -37,7 +37,16 @@ from refstore.services.remote_layout import (
     tree_path,
 )
 from refstore.services.remotes import local_version_data
-from refstore.services.sync_common import Renumbered, SyncResult, open_remote, read_listing, renumber, selection
+from refstore.services.run_sync import push_runs
+from refstore.services.sync_common import (
+    Renumbered,
+    SyncResult,
+    chosen_version_ids,
+    open_remote,
+    read_listing,
+    renumber,
+    selection,
+)
 from refstore.services.transfer import Progress, upload_objects
 
 log = logging.getLogger(__name__)
@@ -68,8 +77,12 @@ def push(
         if repo.db.scalar("SELECT 1 FROM artifacts WHERE project = ? AND name = ?", (project, name)) is None:
             raise NotFoundError(f"no artifact {project}/{name} in this store; see 'refstore ls'")
     listing = read_listing(repo, remote, create=True)
+    stale = remote.remove_stale_parts()
+    if stale:
+        log.info("removed %d stale temporary file(s) from %s/tmp", stale, remote.url)
     with repo.writing():  # gc waits: the objects being sent stay in the cache
         _push_versions(repo, config.name, remote, listing, wanted, jobs, progress, result)
+    push_runs(repo, remote, listing, local_version_data(repo), chosen_version_ids(repo, wanted), result)
     _push_aliases(repo, config.name, remote, listing, wanted, result)
     return result
 

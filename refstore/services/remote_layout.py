@@ -8,6 +8,7 @@
     versions/PROJECT/NAME/<digest>.json  immutable version records, named by their digest
     numbers/PROJECT/NAME/v<N>            claim of number N: the digest of one version record
     aliases/PROJECT/NAME/<alias>/<seq>   {"version": <record digest>, "number": N}: the alias's move number seq
+    runs/<run id>/<rank>-<revision>-<stamp>-<digest>.json  immutable run snapshots (see :mod:`refstore.services.run_records`)
 
 Every file is immutable: content-addressed, or created once exclusively, so a
 write that repeats is harmless and a listing says what is there. Writers
@@ -33,6 +34,8 @@ FORMAT = 1
 MARKER = "refstore-remote.json"
 _NUMBER = re.compile(r"v(0|[1-9][0-9]{0,8})")
 _SEQ = re.compile(r"0|[1-9][0-9]{0,8}")
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}")
+_RUN_LEAF = re.compile(r"([01])-(0|[1-9][0-9]{0,17})-([0-9]{20})-([0-9a-f]+)\.json")
 
 
 def object_path(digest: str) -> str:
@@ -53,6 +56,26 @@ def number_path(project: str, name: str, number: int) -> str:
 
 def alias_path(project: str, name: str, alias: str, seq: int) -> str:
     return f"aliases/{project}/{name}/{alias}/{seq}"
+
+
+def run_path(run_id: str, key: RunKey) -> str:
+    return f"runs/{run_id}/{key.rank}-{key.revision}-{key.stamp}-{key.digest}.json"
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    """What a run snapshot's file name says: which snapshot of a run wins.
+
+    Compared as a tuple: a finished or failed snapshot (rank 1) beats a running
+    one (rank 0); then the higher ``revision`` (every change to a run adds one;
+    a pulled run takes the snapshot's); then the later ``stamp`` (the run's
+    ``updated_at``, digits only); then the digest, so every store picks the same one.
+    """
+
+    rank: int
+    revision: int
+    stamp: str
+    digest: str
 
 
 def marker_body(algorithm: str) -> bytes:
@@ -89,6 +112,7 @@ class Listing:
     objects: set[str] = field(default_factory=set)
     trees: set[str] = field(default_factory=set)
     artifacts: dict[tuple[str, str], ArtifactListing] = field(default_factory=dict)
+    runs: dict[str, set[RunKey]] = field(default_factory=dict)  # run id -> its snapshots
     has_marker: bool = False
 
     def artifact(self, project: str, name: str) -> ArtifactListing:
@@ -113,6 +137,11 @@ def parse_listing(paths: set[str], algorithm: str) -> Listing:
         elif len(parts) == 5 and parts[0] == "aliases" and _is_alias_move(parts):
             entry = listing.artifact(parts[1], parts[2])
             entry.aliases[parts[3]] = max(int(parts[4]), entry.aliases.get(parts[3], -1))
+        elif len(parts) == 3 and parts[0] == "runs" and RUN_ID.fullmatch(parts[1]):
+            found = _RUN_LEAF.fullmatch(parts[2])
+            if found and hashing.is_digest(found[4], algorithm):
+                key = RunKey(int(found[1]), int(found[2]), found[3], found[4])
+                listing.runs.setdefault(parts[1], set()).add(key)
     return listing
 
 

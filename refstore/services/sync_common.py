@@ -40,6 +40,7 @@ class SyncResult:
     records: int = 0
     aliases: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # ids of runs whose snapshot was sent or taken
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class SyncResult:
             "records": self.records,
             "aliases": self.aliases,
             "conflicts": self.conflicts,
+            "runs": self.runs,
         }
 
 
@@ -95,6 +97,22 @@ def selection(specs: Sequence[str], default_project: str) -> dict[tuple[str, str
             chosen[key] = None if old is None or limit is None else max(old, limit)
         else:
             chosen[key] = limit
+    return chosen
+
+
+def chosen_version_ids(repo: Repository, wanted: dict[tuple[str, str], int | None] | None) -> set[int] | None:
+    """Ids of the local versions a selection names (None: every version)."""
+    if wanted is None:
+        return None
+    rows = repo.db.query("SELECT v.id, v.number, a.project, a.name FROM versions v JOIN artifacts a ON a.id = v.artifact_id")
+    chosen: set[int] = set()
+    for row in rows:
+        key = (row["project"], row["name"])
+        if key not in wanted:
+            continue
+        limit = wanted[key]
+        if limit is None or row["number"] <= limit:
+            chosen.add(row["id"])
     return chosen
 
 

@@ -236,6 +236,10 @@ def commit_version(
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (art_id, number, tree.root, tree.size, tree.count, description or "", metadata_json, now(), run_id),
             ).lastrowid
+            if run_id is not None:
+                from refstore.services.run_sync import note_output  # (lazy: run_sync needs this module)
+
+                note_output(repo, run_id)
         else:
             assert latest is not None
             version_id = latest["id"]
@@ -348,6 +352,9 @@ def delete_version(repo: Repository, spec: str, *, delete_aliases: bool = False)
         user_aliases = [a for a in version.aliases if a != LATEST]
         if user_aliases and not delete_aliases:
             raise UsageError(f"{version.label} has aliases {', '.join(user_aliases)}; remove them first or pass --delete-aliases")
+        from refstore.services.run_sync import keep_edges_of  # (lazy: run_sync needs this module)
+
+        keep_edges_of(repo, version.id)  # runs keep knowing what they used and logged
         repo.db.execute("DELETE FROM aliases WHERE version_id = ?", (version.id,))
         repo.db.execute("DELETE FROM versions WHERE id = ?", (version.id,))
     return version

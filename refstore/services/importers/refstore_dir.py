@@ -30,6 +30,7 @@ from typing import Any
 from refstore.core.db import FORMAT_VERSION, now
 from refstore.core.location import DATABASE_NAME
 from refstore.core.names import check_alias, check_name
+from refstore.core.remotefs import normalize_url
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, FILE, parse_record
 from refstore.errors import FormatError, NotFoundError, RefstoreError, UsageError
@@ -51,16 +52,13 @@ def parse_remap(pairs: Mapping[str, str] | None) -> dict[str, str]:
 def find_source(path: str | Path) -> Path:
     """The source's ``.refstore`` directory: ``path/.refstore`` or ``path`` itself."""
     text = str(path)
-    if "://" in text:
-        raise UsageError(
-            f"{text} is a URL; importing from a remote is not supported yet - pull it into a store directory, "
-            "or give a local path"
-        )
-    base = Path(path).expanduser().absolute()
+    if "://" in text and not text.startswith("file://"):
+        raise UsageError(f"{text} is a URL, not a store directory; URLs are imported as remotes")
+    base = Path(normalize_url(text)).expanduser().absolute()
     for candidate in (base / ".refstore", base):
         if (candidate / DATABASE_NAME).is_file():
             return candidate
-    raise NotFoundError(f"no refstore store at {path}; give the directory that contains .refstore")
+    raise NotFoundError(f"no refstore store or remote at {path}; give the directory that contains .refstore, or a remote's root")
 
 
 class Source:
