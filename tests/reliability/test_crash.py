@@ -308,6 +308,7 @@ def test_sigkill_at_random_points_loses_nothing(name: str, workdir: Path) -> Non
             killed += 1
         else:
             completed += 1
+            window *= 0.7  # it finished first: the machine is less loaded than at calibration, aim earlier
         _, err = proc.communicate(timeout=60)
         assert proc.returncode in (0, -signal.SIGKILL), err
         problems = verify_in_process(workdir)
