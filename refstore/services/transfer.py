@@ -14,14 +14,15 @@ after the batch is flushed to disk, so a kill at any point leaves only temp file
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from refstore.core.objects import durable_sync
-from refstore.core.remotefs import RemoteFS
+from refstore.core.remotefs import LocalBatch, RemoteFS
 from refstore.core.repo import Repository
 from refstore.errors import IntegrityError, NotFoundError
 from refstore.services.remote_layout import object_path
@@ -31,9 +32,12 @@ Progress = Callable[[int, int], None]  # (files done, bytes done)
 SMALL = 256 * 1024
 BATCH_FILES = 64
 BATCH_BYTES = 8 * 1024 * 1024
+LOCAL_BATCH_FILES = 256  # a local copy is cheap: fewer, larger tasks
+LOCAL_PLACE_EVERY = 16384  # objects staged before one flush-and-place (bounds memory and leftovers)
+LOCAL_JOBS = 2  # copying threads for a local directory: more only contend for the GIL (8 threads: 1M futex calls / 20k)
 
 
-def batches(items: Sequence[tuple[str, int]], *, batch: bool = True) -> Iterator[list[tuple[str, int]]]:
+def batches(items: Sequence[tuple[str, int]], *, batch: bool = True, files: int = BATCH_FILES) -> Iterator[list[tuple[str, int]]]:
     """Group (digest, size) pairs: large ones alone, small ones together."""
     group: list[tuple[str, int]] = []
     group_bytes = 0
@@ -43,7 +47,7 @@ def batches(items: Sequence[tuple[str, int]], *, batch: bool = True) -> Iterator
             continue
         group.append((digest, size))
         group_bytes += size
-        if len(group) >= BATCH_FILES or group_bytes >= BATCH_BYTES:
+        if len(group) >= files or group_bytes >= BATCH_BYTES:
             yield group
             group, group_bytes = [], 0
     if group:
@@ -92,6 +96,8 @@ def upload_objects(
     batch: bool = True,
 ) -> tuple[int, int]:
     """Copy objects (digest, size) from the cache to the remote. Returns (files, bytes)."""
+    if remote.local:
+        return _upload_local(repo, remote, items, jobs=jobs, progress=progress, batch=batch)
 
     def work(group: list[tuple[str, int]]) -> int:
         if len(group) == 1 and group[0][1] > SMALL:
@@ -105,11 +111,64 @@ def upload_objects(
     return _run(batches(items, batch=batch), work, jobs, progress)
 
 
+def _upload_local(
+    repo: Repository,
+    remote: RemoteFS,
+    items: Sequence[tuple[str, int]],
+    *,
+    jobs: int,
+    progress: Progress | None,
+    batch: bool,
+) -> tuple[int, int]:
+    """:func:`upload_objects` to a local directory: small objects staged, then placed with one flush.
+
+    A per-batch sync (the generic path) cost two machine-wide ``sync`` calls per
+    64 objects; here up to ``LOCAL_PLACE_EVERY`` objects share two ``syncfs``.
+    """
+    done_files = done_bytes = 0
+
+    def report(files: int, size: int) -> None:
+        if progress is not None:
+            progress(done_files + files, done_bytes + size)
+
+    with remote.local_batch() as staging:
+
+        def work(group: list[tuple[str, int]]) -> int:
+            if len(group) == 1 and group[0][1] > SMALL:
+                _copy_verified(repo, group[0][0], staging)
+                return 1
+            for digest, _ in group:
+                staging.stage(object_path(digest), _read_verified(repo, digest))
+            return len(group)
+
+        for start in range(0, len(items), LOCAL_PLACE_EVERY):
+            chunk = items[start : start + LOCAL_PLACE_EVERY]
+            files, size = _run(batches(chunk, batch=batch, files=LOCAL_BATCH_FILES), work, min(jobs, LOCAL_JOBS), report)
+            remote.call("writing objects", staging.place, writing=True)
+            done_files += files
+            done_bytes += size
+    return done_files, done_bytes
+
+
+def _copy_verified(repo: Repository, digest: str, staging: LocalBatch) -> None:
+    """Stream a large object to the staging area, hashing on the way: read once, never push corrupt bytes."""
+    from refstore.core import hashing
+
+    with open(repo.cache.path(digest), "rb") as source, staging.open(object_path(digest)) as target:
+        actual, _ = hashing.copy_and_hash(source, target, repo.algorithm)
+        if actual != digest:
+            repo.cache.quarantine(digest)
+            raise IntegrityError(
+                f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add it", expected=digest, got=actual
+            )
+
+
 def _read_verified(repo: Repository, digest: str) -> bytes:
     """Never push bytes that are corrupt in the local cache."""
     from refstore.core import hashing
 
-    data = repo.cache.path(digest).read_bytes()
+    with open(f"{repo.cache.objects}/{digest[:2]}/{digest[2:]}", "rb", buffering=0) as handle:  # digest from our records
+        data = handle.readall()
     actual = hashing.hash_bytes(data, repo.algorithm)
     if actual != digest:
         repo.cache.quarantine(digest)
@@ -129,48 +188,70 @@ def download_objects(
     missing_ok: bool = False,
     batch: bool = True,
 ) -> tuple[int, int]:
-    """Fetch objects (digest, size) from the remote into the cache, verifying each digest."""
-    items = [(d, s) for d, s in items if not repo.cache.has(d)]
+    """Fetch objects (digest, size) from the remote into the cache, verifying each digest.
+
+    Staged objects are published together, up to ``LOCAL_PLACE_EVERY`` at a
+    time, with the cache's batched durable publish (one ``syncfs`` before and
+    after the renames) rather than a flush per batch of 64.
+    """
+    from refstore.core import hashing
+
+    length = hashing.digest_length(repo.algorithm)
+    for digest, _ in items:  # names from the remote become paths: refuse anything but a digest
+        if len(digest) != length or digest.strip("0123456789abcdef"):
+            raise IntegrityError(f"invalid object digest {digest!r}")
+    absent = repo.cache.missing(d for d, _ in items)
+    items = [(d, s) for d, s in items if d in absent]
+    staged: list[tuple[str, str]] = []  # (temp, digest); list.append is safe across threads
 
     def work(group: list[tuple[str, int]]) -> int:
-        staged: list[tuple[str, Path]] = []
+        count = 0
+        if len(group) == 1 and group[0][1] > SMALL:
+            digest = group[0][0]
+            try:
+                with remote.open_read(object_path(digest)) as handle:
+                    staged.append((str(_stage(repo, remote, handle, digest)), digest))
+                    count += 1
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise _missing(remote, digest) from None
+            return count
         try:
-            if len(group) == 1 and group[0][1] > SMALL:
-                digest = group[0][0]
+            found = remote.read_many([object_path(d) for d, _ in group])
+        except FileNotFoundError:
+            found = {}
+            for digest, _ in group:
                 try:
-                    with remote.open_read(object_path(digest)) as handle:
-                        staged.append((digest, _stage(repo, remote, handle, digest)))
+                    found[object_path(digest)] = remote.read(object_path(digest))
                 except FileNotFoundError:
                     if not missing_ok:
                         raise _missing(remote, digest) from None
-            else:
-                try:
-                    found = remote.read_many([object_path(d) for d, _ in group])
-                except FileNotFoundError:
-                    found = {}
-                    for digest, _ in group:
-                        try:
-                            found[object_path(digest)] = remote.read(object_path(digest))
-                        except FileNotFoundError:
-                            if not missing_ok:
-                                raise _missing(remote, digest) from None
-                for digest, _ in group:
-                    data = found.get(object_path(digest))
-                    if data is not None:
-                        staged.append((digest, _stage(repo, remote, io.BytesIO(data), digest)))
-            if staged:
-                durable_sync()
-                for digest, temp in staged:
-                    repo.cache.publish(temp, digest)
-                durable_sync()
-        except BaseException:
-            for _, temp in staged:
-                temp.unlink(missing_ok=True)
-            raise
-        return len(staged)
+        for digest, _ in group:
+            data = found.get(object_path(digest))
+            if data is not None:
+                staged.append((str(_stage(repo, remote, io.BytesIO(data), digest)), digest))
+                count += 1
+        return count
+
+    done_files = done_bytes = 0
+
+    def report(files: int, size: int) -> None:
+        if progress is not None:
+            progress(done_files + files, done_bytes + size)
 
     with repo.writing():
-        return _run(batches(items, batch=batch), work, jobs, progress)
+        try:
+            for start in range(0, len(items), LOCAL_PLACE_EVERY):
+                files, size = _run(batches(items[start : start + LOCAL_PLACE_EVERY], batch=batch), work, jobs, report)
+                repo.cache.publish_durably(staged)
+                staged.clear()
+                done_files += files
+                done_bytes += size
+        finally:
+            for temp, _ in staged:  # not published: a failure stopped the chunk
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+    return done_files, done_bytes
 
 
 def _stage(repo: Repository, remote: RemoteFS, handle: io.BufferedIOBase | object, digest: str) -> Path:
