@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+from refstore.core import hashing
 from refstore.core.paths import MAX_PATH_LENGTH, normalize
 from refstore.core.repo import Repository
 from refstore.core.statcache import StatKey
@@ -32,9 +33,10 @@ from refstore.errors import RefstoreError, UsageError
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (files done, bytes done)
-WORKERS = min(8, (os.cpu_count() or 2) * 2)
+WORKERS = min(8, os.cpu_count() or 2)  # more threads than cores only fight over the GIL (2 vs 4: 15k vs 290k futex calls)
 BATCH_FILES = 128  # small files per worker task
 BATCH_BYTES = 16 << 20  # ... or fewer when they add up to this much
+PUBLISH_EVERY = 4096  # staged objects flushed and published together, while later batches are staged
 
 
 class LocalFile(NamedTuple):
@@ -114,6 +116,14 @@ class _Cancelled(Exception):
 
 
 def _hash_one(repo: Repository, file: LocalFile, key: StatKey) -> _Hashed:
+    if key[1] < hashing.CHUNK:  # most files: few syscalls, no file object
+        small = repo.cache.stage_small_file(file.source, key[1])
+        if small is not None:
+            digest, temp_path, after = small
+            if (after.st_ino, after.st_size, after.st_mtime_ns) != key:
+                _unlink(temp_path)
+                raise RefstoreError(f"{file.source} changed while it was being read; retry when it is no longer being written")
+            return _Hashed(file, key, digest, key[1], temp_path)
     with open(file.source, "rb") as handle:
         digest, size, temp = repo.cache.stage_stream(handle)
         after = os.fstat(handle.fileno())  # same inode we read; cheaper than a path lookup
@@ -234,17 +244,24 @@ def ingest(
     if progress is not None and entries:
         progress(done[0], done[1])
 
+    unpublished: list[_Hashed] = []
+
     def advance(batch: list[_Hashed]) -> None:
         done[0] += len(batch)
         done[1] += sum(item.size for item in batch)
         if progress is not None:
             progress(done[0], done[1])
+        # Publish in chunks while the workers stage more: the flush and the
+        # renames overlap with reading instead of following it.
+        unpublished.extend(batch)
+        if len(unpublished) >= PUBLISH_EVERY:
+            _publish(repo, unpublished)
+            unpublished.clear()
 
     hashed = _hash_all(repo, to_hash, advance) if to_hash else []
     del to_hash
-    staged = _keep_new_objects(repo, hashed)
-    if staged:
-        repo.cache.publish_durably(staged)
+    _publish(repo, unpublished)
+    unpublished.clear()
     entries.extend(Entry(item.file.path, item.size, item.digest) for item in hashed)
     is_safe = repo.stat_cache.is_safe
     new_rows = [
@@ -260,6 +277,13 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _publish(repo: Repository, hashed: list[_Hashed]) -> None:
+    """Make staged objects durable and visible under their digests (or drop the ones already cached)."""
+    staged = _keep_new_objects(repo, hashed)
+    if staged:
+        repo.cache.publish_durably(staged)
 
 
 def _keep_new_objects(repo: Repository, hashed: list[_Hashed]) -> list[tuple[str, str]]:
