@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -250,22 +251,11 @@ class RemoteFS:
             temp.unlink(missing_ok=True)
 
     def _local_write_many(self, files: Mapping[str, bytes]) -> None:
-        """Stage every file, flush them all with one sync, then rename each into place."""
-        from refstore.core.objects import durable_sync
-
-        staged: list[tuple[Path, str]] = []
-        try:
+        """Stage every file, flush them all with one ``syncfs``, then rename each into place."""
+        with self.local_batch() as batch:
             for rel, data in files.items():
-                temp = self._local_temp()
-                with open(temp, "xb") as handle:
-                    handle.write(data)
-                staged.append((temp, rel))
-            durable_sync()
-            for temp, rel in staged:
-                self._local_place(temp, rel, exclusive=False)
-        finally:
-            for temp, _ in staged:
-                temp.unlink(missing_ok=True)
+                batch.stage(rel, data)
+            batch.place()
 
     def _local_copy(self, rel: str, source: Path) -> None:
         import shutil
@@ -308,7 +298,11 @@ class LocalBatch:
         self._prefix = uuid.uuid4().hex[:16]
         self._counter = itertools.count()
         self._staged: list[tuple[str, str]] = []  # (temp name in tmp/, relative target)
+        self._lock = threading.Lock()  # place() may run while other threads stage
         self._made: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._staged)
 
     def __enter__(self) -> LocalBatch:
         return self
@@ -329,7 +323,8 @@ class LocalBatch:
             os.unlink(name, dir_fd=self._tmp)
             raise
         os.close(fd)
-        self._staged.append((name, rel))
+        with self._lock:
+            self._staged.append((name, rel))
 
     @contextlib.contextmanager
     def open(self, rel: str) -> Iterator[BinaryIO]:
@@ -343,13 +338,15 @@ class LocalBatch:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=self._tmp)
             raise
-        self._staged.append((name, rel))
+        with self._lock:
+            self._staged.append((name, rel))
 
     def place(self) -> int:
         """Flush, move every staged file under its name, flush again; returns how many were placed."""
         from refstore.core.objects import durable_sync
 
-        staged, self._staged = self._staged, []
+        with self._lock:  # files staged from here on wait for the next place()
+            staged, self._staged = self._staged, []
         if not staged:
             return 0
         count, root = len(staged), Path(self.root)
@@ -363,7 +360,8 @@ class LocalBatch:
                 os.rename(name, f"{self.root}/{rel}", src_dir_fd=self._tmp)
                 staged.pop()
         finally:
-            self._staged.extend(staged)  # not placed: removed by close()
+            with self._lock:
+                self._staged.extend(staged)  # not placed: removed by close()
         durable_sync(root)  # names on disk before anything that refers to them is written
         return count
 

@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -33,7 +34,7 @@ SMALL = 256 * 1024
 BATCH_FILES = 64
 BATCH_BYTES = 8 * 1024 * 1024
 LOCAL_BATCH_FILES = 256  # a local copy is cheap: fewer, larger tasks
-LOCAL_PLACE_EVERY = 16384  # objects staged before one flush-and-place (bounds memory and leftovers)
+LOCAL_PLACE_EVERY = 4096  # objects staged before one flush-and-place (bounds memory and leftovers)
 LOCAL_JOBS = 2  # copying threads for a local directory: more only contend for the GIL (8 threads: 1M futex calls / 20k)
 
 
@@ -123,31 +124,28 @@ def _upload_local(
     """:func:`upload_objects` to a local directory: small objects staged, then placed with one flush.
 
     A per-batch sync (the generic path) cost two machine-wide ``sync`` calls per
-    64 objects; here up to ``LOCAL_PLACE_EVERY`` objects share two ``syncfs``.
+    64 objects; here every ``LOCAL_PLACE_EVERY`` staged objects share two
+    ``syncfs``, placed by this thread while the workers go on staging.
     """
-    done_files = done_bytes = 0
-
-    def report(files: int, size: int) -> None:
-        if progress is not None:
-            progress(done_files + files, done_bytes + size)
-
     with remote.local_batch() as staging:
 
         def work(group: list[tuple[str, int]]) -> int:
             if len(group) == 1 and group[0][1] > SMALL:
                 _copy_verified(repo, group[0][0], staging)
                 return 1
-            for digest, _ in group:
-                staging.stage(object_path(digest), _read_verified(repo, digest))
+            for digest, size in group:
+                staging.stage(object_path(digest), _read_verified(repo, digest, size))
             return len(group)
 
-        for start in range(0, len(items), LOCAL_PLACE_EVERY):
-            chunk = items[start : start + LOCAL_PLACE_EVERY]
-            files, size = _run(batches(chunk, batch=batch, files=LOCAL_BATCH_FILES), work, min(jobs, LOCAL_JOBS), report)
-            remote.call("writing objects", staging.place, writing=True)
-            done_files += files
-            done_bytes += size
-    return done_files, done_bytes
+        def report(files: int, size: int) -> None:
+            if len(staging) >= LOCAL_PLACE_EVERY:
+                remote.call("writing objects", staging.place, writing=True)
+            if progress is not None:
+                progress(files, size)
+
+        done = _run(batches(items, batch=batch, files=LOCAL_BATCH_FILES), work, min(jobs, LOCAL_JOBS), report)
+        remote.call("writing objects", staging.place, writing=True)
+    return done
 
 
 def _copy_verified(repo: Repository, digest: str, staging: LocalBatch) -> None:
@@ -163,13 +161,23 @@ def _copy_verified(repo: Repository, digest: str, staging: LocalBatch) -> None:
             )
 
 
-def _read_verified(repo: Repository, digest: str) -> bytes:
+def _read_verified(repo: Repository, digest: str, size: int | None = None) -> bytes:
     """Never push bytes that are corrupt in the local cache."""
     from refstore.core import hashing
 
-    with open(f"{repo.cache.objects}/{digest[:2]}/{digest[2:]}", "rb", buffering=0) as handle:  # digest from our records
-        data = handle.readall()
+    path = f"{repo.cache.objects}/{digest[:2]}/{digest[2:]}"  # digest from our own records
+    if size is None:
+        with open(path, "rb", buffering=0) as handle:
+            data = handle.readall()
+    else:  # one read when the size is known; a mismatch is re-read whole before it counts
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            data = os.read(fd, size + 1)
+        finally:
+            os.close(fd)
     actual = hashing.hash_bytes(data, repo.algorithm)
+    if actual != digest and size is not None:
+        return _read_verified(repo, digest)
     if actual != digest:
         repo.cache.quarantine(digest)
         raise IntegrityError(
@@ -190,9 +198,9 @@ def download_objects(
 ) -> tuple[int, int]:
     """Fetch objects (digest, size) from the remote into the cache, verifying each digest.
 
-    Staged objects are published together, up to ``LOCAL_PLACE_EVERY`` at a
-    time, with the cache's batched durable publish (one ``syncfs`` before and
-    after the renames) rather than a flush per batch of 64.
+    Staged objects are published every ``LOCAL_PLACE_EVERY`` (by this thread,
+    while the workers go on fetching) with the cache's batched durable publish:
+    one ``syncfs`` before and after the renames, not a flush per batch of 64.
     """
     from refstore.core import hashing
 
@@ -202,7 +210,12 @@ def download_objects(
             raise IntegrityError(f"invalid object digest {digest!r}")
     absent = repo.cache.missing(d for d, _ in items)
     items = [(d, s) for d, s in items if d in absent]
-    staged: list[tuple[str, str]] = []  # (temp, digest); list.append is safe across threads
+    staged: list[tuple[str, str]] = []  # (temp, digest)
+    lock = threading.Lock()
+
+    def keep(temp: Path, digest: str) -> None:
+        with lock:
+            staged.append((str(temp), digest))
 
     def work(group: list[tuple[str, int]]) -> int:
         count = 0
@@ -210,7 +223,7 @@ def download_objects(
             digest = group[0][0]
             try:
                 with remote.open_read(object_path(digest)) as handle:
-                    staged.append((str(_stage(repo, remote, handle, digest)), digest))
+                    keep(_stage(repo, remote, handle, digest), digest)
                     count += 1
             except FileNotFoundError:
                 if not missing_ok:
@@ -229,29 +242,36 @@ def download_objects(
         for digest, _ in group:
             data = found.get(object_path(digest))
             if data is not None:
-                staged.append((str(_stage(repo, remote, io.BytesIO(data), digest)), digest))
+                keep(_stage(repo, remote, io.BytesIO(data), digest), digest)
                 count += 1
         return count
 
-    done_files = done_bytes = 0
+    def publish() -> None:
+        with lock:  # objects staged from here on wait for the next publish
+            ready = staged[:]
+            del staged[:]
+        try:
+            repo.cache.publish_durably(ready)
+        except BaseException:
+            with lock:
+                staged.extend(ready)  # removed below (the published ones are gone from tmp/)
+            raise
 
     def report(files: int, size: int) -> None:
+        if len(staged) >= LOCAL_PLACE_EVERY:
+            publish()
         if progress is not None:
-            progress(done_files + files, done_bytes + size)
+            progress(files, size)
 
     with repo.writing():
         try:
-            for start in range(0, len(items), LOCAL_PLACE_EVERY):
-                files, size = _run(batches(items[start : start + LOCAL_PLACE_EVERY], batch=batch), work, jobs, report)
-                repo.cache.publish_durably(staged)
-                staged.clear()
-                done_files += files
-                done_bytes += size
+            done = _run(batches(items, batch=batch), work, jobs, report)
+            publish()
         finally:
-            for temp, _ in staged:  # not published: a failure stopped the chunk
+            for temp, _ in staged:  # not published: a failure stopped the transfer
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
-    return done_files, done_bytes
+    return done
 
 
 def _stage(repo: Repository, remote: RemoteFS, handle: io.BufferedIOBase | object, digest: str) -> Path:
