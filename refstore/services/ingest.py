@@ -149,10 +149,12 @@ def _batches(items: list[tuple[LocalFile, StatKey]]) -> list[list[tuple[LocalFil
     return batches
 
 
-def _hash_all(
-    repo: Repository, to_hash: list[tuple[LocalFile, StatKey]], on_done: Callable[[list[_Hashed]], None]
-) -> list[_Hashed]:
-    """Hash and stage ``to_hash`` on worker threads; on any failure remove every temp file and raise."""
+def _hash_all(repo: Repository, to_hash: list[tuple[LocalFile, StatKey]], on_done: Callable[[list[_Hashed]], None]) -> None:
+    """Hash and stage ``to_hash`` on worker threads, handing each finished batch to ``on_done``.
+
+    Batches handed over are the caller's to publish or clean up; on any failure
+    the temp files of batches not handed over are removed here and the error raised.
+    """
     stop = threading.Event()
 
     def run(batch: list[tuple[LocalFile, StatKey]]) -> tuple[list[_Hashed], BaseException | None]:
@@ -167,25 +169,25 @@ def _hash_all(
             return done, exc
         return done, None
 
-    hashed: list[_Hashed] = []
+    kept: list[_Hashed] = []  # staged by batches that were not handed over
     failure: BaseException | None = None
     try:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             for done, exc in pool.map(run, _batches(to_hash)):
-                hashed.extend(done)
                 if exc is not None and (failure is None or isinstance(failure, _Cancelled)):
                     failure = exc
                 if failure is None:
                     on_done(done)
+                else:
+                    kept.extend(done)
     except BaseException as exc:
         stop.set()
         failure = exc
     if failure is not None:
-        for item in hashed:
+        for item in kept:
             if item.temp is not None:
                 _unlink(item.temp)
         raise failure
-    return hashed
 
 
 def ingest(
@@ -244,7 +246,20 @@ def ingest(
     if progress is not None and entries:
         progress(done[0], done[1])
 
+    # Per-file results become entries and stat rows as soon as their objects
+    # are published, so no per-file staging record outlives its chunk (memory
+    # at a million files is a target).
     unpublished: list[_Hashed] = []
+    new_rows: list[tuple[str, StatKey, str]] = []
+    is_safe = repo.stat_cache.is_safe
+
+    def publish() -> None:
+        _publish(repo, unpublished)
+        for item in unpublished:
+            entries.append(Entry(item.file.path, item.size, item.digest))
+            if is_safe(item.key, started_ns) and prior.get(item.file.source) != (item.key, item.digest):
+                new_rows.append((item.file.source, item.key, item.digest))
+        unpublished.clear()
 
     def advance(batch: list[_Hashed]) -> None:
         done[0] += len(batch)
@@ -255,20 +270,18 @@ def ingest(
         # renames overlap with reading instead of following it.
         unpublished.extend(batch)
         if len(unpublished) >= PUBLISH_EVERY:
-            _publish(repo, unpublished)
-            unpublished.clear()
+            publish()
 
-    hashed = _hash_all(repo, to_hash, advance) if to_hash else []
-    del to_hash
-    _publish(repo, unpublished)
-    unpublished.clear()
-    entries.extend(Entry(item.file.path, item.size, item.digest) for item in hashed)
-    is_safe = repo.stat_cache.is_safe
-    new_rows = [
-        (item.file.source, item.key, item.digest)
-        for item in hashed
-        if is_safe(item.key, started_ns) and prior.get(item.file.source) != (item.key, item.digest)
-    ]
+    try:
+        if to_hash:
+            _hash_all(repo, to_hash, advance)
+        del to_hash
+        publish()
+    except BaseException:
+        for item in unpublished:  # published ones are gone from tmp/ already
+            if item.temp is not None:
+                _unlink(item.temp)
+        raise
     return entries, new_rows
 
 
