@@ -65,6 +65,9 @@ class Artifact:
     def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
         """Add every file under a directory, below the prefix ``name`` (default: the root)."""
         items = scan_dir(local_path, name)
+        if not self._files and not self._references:  # one tree walk yields each path once: nothing to claim against
+            self._files = {item.path: item for item in items}
+            return
         for item in items:
             self._claim(item.path)
         for item in items:
