@@ -231,12 +231,17 @@ class ObjectCache:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
 
-    def publish_durably(self, staged: Sequence[tuple[str | Path, str]]) -> None:
+    def publish_durably(self, staged: Sequence[tuple[str | Path, str]], *, flush_names: bool = True) -> None:
         """Make staged temp files durable, then publish them and make the names durable.
 
         A few objects are fsynced one by one (with their shard directories);
         a batch gets one filesystem-wide flush before and after the renames.
-        Either way no name points at bytes that are not on disk.
+        Either way no name points at bytes that are not on disk. A caller that
+        publishes several batches in a row may pass ``flush_names=False`` for
+        all but the last: the next batch's first flush makes the earlier names
+        durable too, and the last batch's final flush covers everything, so
+        one ``syncfs`` per batch is saved. (Its names must be durable before
+        anything that needs them commits: call :func:`durable_sync` otherwise.)
         """
         if len(staged) <= SYNC_EACH_UP_TO:
             for temp, _ in staged:
@@ -247,7 +252,8 @@ class ObjectCache:
             return
         durable_sync(self.root)  # bytes on disk before any name points at them
         self.publish_many(staged)
-        durable_sync(self.root)  # names on disk before a version that needs them commits
+        if flush_names:
+            durable_sync(self.root)  # names on disk before a version that needs them commits
 
     def publish_many(self, staged: Iterable[tuple[str | Path, str]]) -> None:
         """:meth:`publish` for a batch of temp files this store staged itself (read-only already)."""

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from refstore.core import hashing
+from refstore.core.objects import SYNC_EACH_UP_TO, durable_sync
 from refstore.core.paths import MAX_PATH_LENGTH, normalize
 from refstore.core.repo import Repository
 from refstore.core.statcache import StatKey
@@ -253,8 +254,14 @@ def ingest(
     new_rows: list[tuple[str, StatKey, str]] = []
     is_safe = repo.stat_cache.is_safe
 
-    def publish() -> None:
-        _publish(repo, unpublished)
+    unflushed = [False]  # names published without their final flush (see publish_durably)
+
+    def publish(last: bool = False) -> None:
+        batched = _publish(repo, unpublished, flush_names=last) > SYNC_EACH_UP_TO  # else fsynced one by one
+        if not last and batched:
+            unflushed[0] = True
+        if last and unflushed[0] and not batched:  # a batched last publish flushed every earlier name too
+            durable_sync(repo.cache.root)
         for item in unpublished:
             entries.append(Entry(item.file.path, item.size, item.digest))
             if is_safe(item.key, started_ns) and prior.get(item.file.source) != (item.key, item.digest):
@@ -276,7 +283,7 @@ def ingest(
         if to_hash:
             _hash_all(repo, to_hash, advance)
         del to_hash
-        publish()
+        publish(last=True)
     except BaseException:
         for item in unpublished:  # published ones are gone from tmp/ already
             if item.temp is not None:
@@ -292,11 +299,15 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _publish(repo: Repository, hashed: list[_Hashed]) -> None:
-    """Make staged objects durable and visible under their digests (or drop the ones already cached)."""
+def _publish(repo: Repository, hashed: list[_Hashed], *, flush_names: bool) -> int:
+    """Make staged objects durable and visible under their digests (or drop the ones already cached).
+
+    Returns how many objects were published.
+    """
     staged = _keep_new_objects(repo, hashed)
     if staged:
-        repo.cache.publish_durably(staged)
+        repo.cache.publish_durably(staged, flush_names=flush_names)
+    return len(staged)
 
 
 def _keep_new_objects(repo: Repository, hashed: list[_Hashed]) -> list[tuple[str, str]]:
