@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from refstore.core import hashing
-from refstore.core.objects import SYNC_EACH_UP_TO, durable_sync
+from refstore.core.objects import SYNC_EACH_UP_TO, durable_sync, fsync_file
 from refstore.core.paths import MAX_PATH_LENGTH, normalize
 from refstore.core.repo import Repository
 from refstore.core.statcache import StatKey
@@ -37,6 +37,7 @@ Progress = Callable[[int, int], None]  # (files done, bytes done)
 WORKERS = min(8, os.cpu_count() or 2)  # more threads than cores only fight over the GIL (2 vs 4: 15k vs 290k futex calls)
 BATCH_FILES = 128  # small files per worker task
 BATCH_BYTES = 16 << 20  # ... or fewer when they add up to this much
+LARGE_FSYNC = 64 << 20  # objects at least this large are flushed by the worker that staged them
 PUBLISH_EVERY = 4096  # staged objects flushed and published together, while later batches are staged
 
 
@@ -131,6 +132,11 @@ def _hash_one(repo: Repository, file: LocalFile, key: StatKey) -> _Hashed:
     if (after.st_ino, after.st_size, after.st_mtime_ns) != key or size != key[1]:
         temp.unlink(missing_ok=True)
         raise RefstoreError(f"{file.source} changed while it was being read; retry when it is no longer being written")
+    if size >= LARGE_FSYNC:
+        # Flush a large object here, on the worker, while other files are still being
+        # copied: the disk writes overlap the copying instead of all waiting for the
+        # publish step (which then finds it clean).
+        fsync_file(temp)
     return _Hashed(file, key, digest, key[1], str(temp))
 
 
