@@ -142,7 +142,14 @@ def test_stat_cache_skips_unchanged_files(store: refstore.Store, workdir: Path, 
         hashed.append(source.name)
         return original(source, expected)
 
+    original_small = store.repo.cache.stage_small_file
+
+    def counting_small(source, size):  # type: ignore[no-untyped-def]
+        hashed.append(source)
+        return original_small(source, size)
+
     monkeypatch.setattr(store.repo.cache, "stage_stream", counting)
+    monkeypatch.setattr(store.repo.cache, "stage_small_file", counting_small)
     assert not log_dir(store, data).created
     assert hashed == []
     (data / "f3.txt").write_text("changed")
@@ -173,6 +180,14 @@ def test_ingest_refuses_file_that_changes_while_read(
         return result
 
     monkeypatch.setattr(store.repo.cache, "stage_stream", grow_during_read)
+    original_small = store.repo.cache.stage_small_file
+
+    def grow_before_read(source, size):  # type: ignore[no-untyped-def]
+        with open(data / "grow.txt", "a") as handle:  # between the scan's stat and the read
+            handle.write("more")
+        return original_small(source, size)
+
+    monkeypatch.setattr(store.repo.cache, "stage_small_file", grow_before_read)
     with pytest.raises(refstore.RefstoreError, match="changed while it was being read"):
         log_dir(store, data)
     assert store.artifacts() == []

@@ -128,3 +128,13 @@ def test_parse_record_checks_digest_and_json() -> None:
         parse_record(body, ALGO, expected_digest=hashing.hash_bytes(b"other"))
     with pytest.raises(IntegrityError):
         parse_record(b"{not json", ALGO)
+
+
+def test_build_tree_writes_canonical_record_bytes_for_odd_names() -> None:
+    """build_tree writes records as text; they must be the bytes encode_record gives (digests depend on it)."""
+    names = ['q"uote', "tab\there", "ctl\x01", "line\u2028sep", "日本語", "emoji😀", "del\x7f", "plain"]
+    entries = [Entry(f"d/{name}", i * 1000, f"{i:032x}") for i, name in enumerate(names)]
+    entries.append(Entry("top", 2**40, "f" * 32))
+    built = build_tree(entries, "xxh3-128")
+    for digest, body in built.records.items():
+        assert encode_record(parse_record(body, "xxh3-128", digest)) == body

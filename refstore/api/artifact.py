@@ -18,7 +18,7 @@ from refstore.core.names import check_name, split_name
 from refstore.core.paths import normalize
 from refstore.core.tree import Entry
 from refstore.errors import IntegrityError, UsageError
-from refstore.services import checkout, references
+from refstore.services import references
 from refstore.services.ingest import LocalFile, scan_dir, scan_file
 from refstore.services.references import ReferenceRequest, RefProblem
 from refstore.services.versions import VersionRecord, check_metadata
@@ -65,6 +65,9 @@ class Artifact:
     def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
         """Add every file under a directory, below the prefix ``name`` (default: the root)."""
         items = scan_dir(local_path, name)
+        if not self._files and not self._references:  # one tree walk yields each path once: nothing to claim against
+            self._files = {item.path: item for item in items}
+            return
         for item in items:
             self._claim(item.path)
         for item in items:
@@ -197,6 +200,8 @@ class ArtifactVersion:
     # content
     def files(self) -> list[Entry]:
         """Every entry, in path order."""
+        from refstore.services import checkout  # imported on use: put never needs it
+
         return checkout.entries(self._store.repo, self._record)
 
     def default_root(self) -> Path:
@@ -205,6 +210,8 @@ class ArtifactVersion:
     def download(self, root: str | os.PathLike[str] | None = None, link: str = "copy") -> Path:
         """Materialise the files under ``root`` (default ``./artifacts/NAME/vN``), verified."""
         target = Path(root) if root is not None else self.default_root()
+        from refstore.services import checkout  # imported on use: put never needs it
+
         checkout.download(self._store.repo, self._record, target.absolute(), link=link)
         return target
 
@@ -215,6 +222,8 @@ class ArtifactVersion:
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:
         """Raise :class:`IntegrityError` unless ``root`` holds exactly this version's files."""
         target = Path(root) if root is not None else self.default_root()
+        from refstore.services import checkout  # imported on use: put never needs it
+
         problems = checkout.verify_directory(self._store.repo, self._record, target.absolute())
         if problems:
             first = problems[0]

@@ -1,4 +1,9 @@
-"""``Store``: an open ``.refstore`` and everything a user does with it."""
+"""``Store``: an open ``.refstore`` and everything a user does with it.
+
+Services other than the ones ``put`` and ``get`` need are imported inside the
+methods that use them: a command pays only for what it runs (``refstore put``
+of an unchanged tree is dominated by start-up, and each module costs ms).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,21 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refstore.api.artifact import Artifact, ArtifactVersion
-from refstore.api.run import Run
 from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
 from refstore.core.tree import Change, build_tree, diff
 from refstore.errors import NotFoundError, UsageError
-from refstore.services import export, lineage, maintenance, references, remotes, runs, versions
-from refstore.services.importers.progress import ImportReport
+from refstore.services import references, versions
 from refstore.services.ingest import ingest
-from refstore.services.sync_common import SyncResult
+
+if TYPE_CHECKING:
+    from refstore.api.run import Run
+    from refstore.services import lineage, maintenance
+    from refstore.services.importers.progress import ImportReport
+    from refstore.services.sync_common import SyncResult
 
 Progress = Callable[[int, int], None]
 
@@ -122,6 +130,9 @@ class Store:
         The run records the git commit and dirty flag of the working directory
         (when it is in a git repository) and ``command`` (default: ``sys.argv``).
         """
+        from refstore.api.run import Run
+        from refstore.services import runs
+
         record = runs.start_run(
             self.repo, job_type=job_type, name=name, project=project, config=config, tags=tags, command=command
         )
@@ -129,6 +140,9 @@ class Store:
 
     def get_run(self, run_id: str) -> Run:
         """An existing run by id (or unique prefix)."""
+        from refstore.api.run import Run
+        from refstore.services import runs
+
         return Run(self, runs.get_run(self.repo, run_id))
 
     def runs(
@@ -139,6 +153,9 @@ class Store:
         offset: int | None = None,
     ) -> list[Run]:
         """Runs matching a MongoDB-style filter, e.g. ``{"$or": [{"config.lr": 0.01}, {"summary.acc": {"$gt": 0.9}}]}``."""
+        from refstore.api.run import Run
+        from refstore.services import runs
+
         return [Run(self, r) for r in runs.list_runs(self.repo, filter, order, limit, offset)]
 
     def runs_csv(
@@ -149,14 +166,20 @@ class Store:
         offset: int | None = None,
     ) -> str:
         """The matching runs as CSV text (config.* and summary.* flattened into columns)."""
+        from refstore.services import export, runs
+
         return export.to_csv(runs.list_runs(self.repo, filter, order, limit, offset))
 
     def lineage(self, spec: str, direction: str = "downstream", depth: int | None = None) -> lineage.Graph:
         """Runs and versions upstream or downstream of ``spec`` (a version spec, or ``run:ID``)."""
+        from refstore.services import lineage
+
         return lineage.lineage(self.repo, spec, direction, depth)
 
     def export_runs_csv(self, path: str | os.PathLike[str], filter: Mapping[str, Any] | None = None) -> int:
         """Write the runs matching ``filter`` to a CSV file (atomically); returns how many."""
+        from refstore.services import export, runs
+
         found = runs.list_runs(self.repo, filter, "created_at")
         target = Path(path)
         temp = target.with_name(f".{target.name}.tmp")
@@ -169,6 +192,8 @@ class Store:
 
     def runs_dataframe(self, filter: Mapping[str, Any] | None = None) -> Any:
         """The matching runs as a pandas DataFrame (one row per run, dotted config./summary. columns)."""
+        from refstore.services import export, runs
+
         try:
             import pandas
         except ImportError as exc:
@@ -223,13 +248,19 @@ class Store:
         ``options`` go to the fsspec backend (e.g. ``client_kwargs``); anything that
         looks like a credential is refused - credentials come from the environment.
         """
+        from refstore.services import remotes
+
         return remotes.add_remote(self.repo, name, url, options).as_dict()
 
     def remotes(self) -> list[dict[str, Any]]:
         """The configured remotes: name, url and options."""
+        from refstore.services import remotes
+
         return [remote.as_dict() for remote in remotes.list_remotes(self.repo)]
 
     def remove_remote(self, name: str) -> None:
+        from refstore.services import remotes
+
         remotes.remove_remote(self.repo, name)
 
     def push(
@@ -275,6 +306,7 @@ class Store:
         checked again, since walks beneath them could not run); the report then lists only what
         is still broken, and ``report.repair`` says what was fixed, from where.
         """
+        from refstore.services import maintenance, remotes
         from refstore.services.repair import RepairReport, repair_objects, repair_records
 
         report = maintenance.verify_store(self.repo, progress, missing_ok=remotes.objects_on_remotes(self.repo))
@@ -289,6 +321,8 @@ class Store:
 
     def gc(self, dry_run: bool = False) -> maintenance.GcReport:
         """Delete objects and records that no version needs."""
+        from refstore.services import maintenance
+
         return maintenance.collect_garbage(self.repo, dry_run=dry_run)
 
 
@@ -308,6 +342,7 @@ def clone(url: str, path: str | os.PathLike[str] | None = None, *, remote: str =
 
     from refstore.core.location import new_store_dir
     from refstore.core.remotefs import RemoteFS
+    from refstore.services import remotes
     from refstore.services.remote_layout import MARKER, parse_marker
 
     target = new_store_dir(Path(path) if path is not None else None)

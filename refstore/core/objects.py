@@ -13,6 +13,7 @@ removed and reported, never handed over.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -85,6 +86,12 @@ class ObjectCache:
         self.algorithm = algorithm
         self.objects = root / "objects"
         self.tmp = root / "tmp"
+        # Staged names: a random prefix per process and a counter (no random syscall per file).
+        self._prefix = uuid.uuid4().hex[:16]
+        self._counter = itertools.count()
+
+    def _temp_name(self) -> str:
+        return f"{self.tmp}/{self._prefix}.{next(self._counter)}.part"  # next() on a count is atomic under the GIL
 
     # -- naming -----------------------------------------------------------
     def path(self, digest: str) -> Path:
@@ -135,8 +142,48 @@ class ObjectCache:
     # -- writing ----------------------------------------------------------
     def temp_file(self) -> tuple[BinaryIO, Path]:
         """An open, new, read-only file in the staging directory (writable through the handle)."""
-        path = self.tmp / f"{uuid.uuid4().hex}.part"
+        path = Path(self._temp_name())
         return os.fdopen(os.open(path, _CREATE, 0o444), "wb"), path
+
+    def stage_bytes(self, data: bytes | memoryview) -> str:
+        """Write ``data`` to a new read-only staged temp file and return its path (not yet durable)."""
+        temp = self._temp_name()
+        try:
+            fd = os.open(temp, _CREATE, 0o444)
+        except FileNotFoundError:
+            os.makedirs(self.tmp, exist_ok=True)
+            fd = os.open(temp, _CREATE, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        os.close(fd)
+        return temp
+
+    def stage_small_file(self, source: str, size: int) -> tuple[str, str, os.stat_result] | None:
+        """Stage a file expected to hold ``size`` (< ``hashing.CHUNK``) bytes, in as few syscalls as it takes.
+
+        One open, one read, one ``fstat`` (returned, so the caller can tell
+        whether the file changed while it was read), one close, then one
+        create, write and close for the staged copy: half the calls of the
+        buffered-file path, which matters at a million files. Returns None,
+        staging nothing, when the file does not hold exactly ``size`` bytes
+        (it changed; the caller's general path reports it).
+        """
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            data = os.read(fd, size + 1)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            return None
+        digest = hashing.hash_bytes(data, self.algorithm)
+        return digest, self.stage_bytes(data), after
 
     def stage_stream(self, source: BinaryIO, expected: str | None = None) -> tuple[str, int, Path]:
         """Copy ``source`` to a staged temp file, hashing on the way.
@@ -155,22 +202,7 @@ class ObjectCache:
             digest = hashing.hash_bytes(first, self.algorithm)
             if expected is not None and digest != expected:
                 raise IntegrityError(f"bytes hash to {digest}, expected {expected}", expected=expected, got=digest)
-            temp = f"{self.tmp}/{uuid.uuid4().hex}.part"
-            try:
-                fd = os.open(temp, _CREATE, 0o444)
-            except FileNotFoundError:
-                os.makedirs(self.tmp, exist_ok=True)
-                fd = os.open(temp, _CREATE, 0o444)
-            try:
-                view = memoryview(first)
-                while view:
-                    view = view[os.write(fd, view) :]
-            except BaseException:
-                os.close(fd)
-                os.unlink(temp)
-                raise
-            os.close(fd)
-            return digest, len(first), Path(temp)
+            return digest, len(first), Path(self.stage_bytes(first))
         handle, staged = self.temp_file()
         try:
             with handle:
@@ -200,12 +232,17 @@ class ObjectCache:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
 
-    def publish_durably(self, staged: Sequence[tuple[str | Path, str]]) -> None:
+    def publish_durably(self, staged: Sequence[tuple[str | Path, str]], *, flush_names: bool = True) -> None:
         """Make staged temp files durable, then publish them and make the names durable.
 
         A few objects are fsynced one by one (with their shard directories);
         a batch gets one filesystem-wide flush before and after the renames.
-        Either way no name points at bytes that are not on disk.
+        Either way no name points at bytes that are not on disk. A caller that
+        publishes several batches in a row may pass ``flush_names=False`` for
+        all but the last: the next batch's first flush makes the earlier names
+        durable too, and the last batch's final flush covers everything, so
+        one ``syncfs`` per batch is saved. (Its names must be durable before
+        anything that needs them commits: call :func:`durable_sync` otherwise.)
         """
         if len(staged) <= SYNC_EACH_UP_TO:
             for temp, _ in staged:
@@ -216,7 +253,8 @@ class ObjectCache:
             return
         durable_sync(self.root)  # bytes on disk before any name points at them
         self.publish_many(staged)
-        durable_sync(self.root)  # names on disk before a version that needs them commits
+        if flush_names:
+            durable_sync(self.root)  # names on disk before a version that needs them commits
 
     def publish_many(self, staged: Iterable[tuple[str | Path, str]]) -> None:
         """:meth:`publish` for a batch of temp files this store staged itself (read-only already)."""

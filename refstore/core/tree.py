@@ -68,6 +68,7 @@ class Node:
 
 
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, as _dumps writes it
 
 
 def encode_record(nodes: Iterable[Node]) -> bytes:
@@ -181,24 +182,27 @@ def build_tree(entries: Iterable[Entry], algorithm: str) -> BuiltTree:
     records: dict[str, bytes] = {}
 
     def visit(directory: dict[str, Any]) -> tuple[str, int, int]:
-        # Builds the same JSON objects as Node.to_json / encode_record, without a Node
-        # per file: this runs once per entry of datasets with a million files.
-        children: list[dict[str, Any]] = []
+        # Writes the exact bytes encode_record would (keys sorted, compact, names
+        # escaped by json's own encoder) as text, without a Node or a dict per
+        # file: this runs once per entry of datasets with a million files.
+        children: list[str] = []
         total = count = 0
         for name in sorted(directory):
             child = directory[name]
             if isinstance(child, dict):
                 digest, size, files = visit(child)
-                children.append({"count": files, "digest": digest, "name": name, "size": size, "type": DIR})
+                children.append(f'{{"count":{files},"digest":"{digest}","name":{_quote(name)},"size":{size},"type":"dir"}}')
             else:
                 size, files = child.size, 1
-                if child.ref is None:
-                    children.append({"digest": child.digest, "name": name, "size": size, "type": FILE})
+                if child.ref is None and type(size) is int and type(child.digest) is str and child.digest.isalnum():
+                    children.append(f'{{"digest":"{child.digest}","name":{_quote(name)},"size":{size},"type":"file"}}')
+                elif child.ref is None:
+                    children.append(_dumps({"digest": child.digest, "name": name, "size": size, "type": FILE}))
                 else:
-                    children.append(Node(name, REF, size, child.digest, ref=child.ref).to_json())
+                    children.append(_dumps(Node(name, REF, size, child.digest, ref=child.ref).to_json()))
             total += size
             count += files
-        body = _dumps(children).encode()
+        body = ("[" + ",".join(children) + "]").encode()
         digest = hashing.hash_bytes(body, algorithm)
         records[digest] = body
         return digest, total, count

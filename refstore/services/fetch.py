@@ -27,6 +27,12 @@ def register(fetcher: Fetcher) -> Fetcher:
     return fetcher
 
 
+def _load_sources() -> None:
+    """Import the services that register fetchers (only when something is missing: start-up stays lean)."""
+    import refstore.services.reffetch
+    import refstore.services.remotes  # noqa: F401
+
+
 def fill_cache(repo: Repository, entries: Sequence[Entry]) -> dict[str, str]:
     """Make sure every entry's bytes are cached; return ``{path: digest}`` for all of them."""
     digests: dict[str, str] = {}
@@ -36,6 +42,8 @@ def fill_cache(repo: Repository, entries: Sequence[Entry]) -> dict[str, str]:
             digests[entry.path] = entry.digest
         else:
             missing.append(entry)
+    if missing:
+        _load_sources()
     for fetcher in FETCHERS:
         if not missing:
             break

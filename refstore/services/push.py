@@ -100,7 +100,8 @@ def _push_versions(
     pending = _pending_versions(repo, remote_name, listing, wanted)
     if pending:
         trees, objects = _missing_content(repo, listing, pending)
-        absent = [d for d, _ in objects if not repo.cache.has(d)]
+        gone = repo.cache.missing(d for d, _ in objects)  # in bulk: digests from our own validated records
+        absent = [d for d, _ in objects if d in gone]
         if absent:
             raise NotFoundError(
                 f"{len(absent)} object(s) of the versions to push are neither in the cache nor on remote {remote_name} "
