@@ -134,10 +134,11 @@ def _upload_local(
 
         def work(group: list[tuple[str, int]]) -> int:
             if len(group) == 1 and group[0][1] > SMALL:
-                _copy_verified(repo, group[0][0], staging)
+                _copy_verified(repo, group[0][0], staging, remote)
                 return 1
             for digest, size in group:
-                staging.stage(object_path(digest), _read_verified(repo, digest, size))
+                data, rel = _read_verified(repo, digest, size), object_path(digest)
+                remote.call(f"writing {rel}", functools.partial(staging.stage, rel, data), writing=True)
             return len(group)
 
         def report(files: int, size: int) -> None:
@@ -151,17 +152,30 @@ def _upload_local(
     return done
 
 
-def _copy_verified(repo: Repository, digest: str, staging: LocalBatch) -> None:
-    """Stream a large object to the staging area, hashing on the way: read once, never push corrupt bytes."""
+def _copy_verified(repo: Repository, digest: str, staging: LocalBatch, remote: RemoteFS) -> None:
+    """Stream a large object to the staging area, hashing on the way: read once, never push corrupt bytes.
+
+    The remote side goes through ``remote.call`` so a full disk there is one clear
+    line; the corruption check raises inside the staged file's block, so a
+    corrupt copy is dropped, never placed.
+    """
     from refstore.core import hashing
 
-    with open(repo.cache.path(digest), "rb") as source, staging.open(object_path(digest)) as target:
-        actual, _ = hashing.copy_and_hash(source, target, repo.algorithm)
-        if actual != digest:
-            repo.cache.quarantine(digest)
-            raise IntegrityError(
-                f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add it", expected=digest, got=actual
-            )
+    rel = object_path(digest)
+    with open(repo.cache.path(digest), "rb") as source:
+
+        def copy() -> None:
+            with staging.open(rel) as target:
+                actual, _ = hashing.copy_and_hash(source, target, repo.algorithm)
+                if actual != digest:
+                    repo.cache.quarantine(digest)
+                    raise IntegrityError(
+                        f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add it",
+                        expected=digest,
+                        got=actual,
+                    )
+
+        remote.call(f"writing {rel}", copy, writing=True)
 
 
 def _read_verified(repo: Repository, digest: str, size: int | None = None) -> bytes:
