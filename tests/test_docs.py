@@ -44,3 +44,13 @@ def test_docs_mention_every_command_in_readme_or_guide() -> None:
     guide = (DOCS / "cli.md").read_text()
     for name in cli.list_commands(click.Context(cli)):
         assert f"## refstore {name}" in guide
+
+
+def test_format_spec_states_the_current_format_version() -> None:
+    """docs/format.md is authoritative, so its version table must follow the migrations."""
+    from refstore.core.db import FORMAT_VERSION, MIGRATIONS
+
+    spec = (DOCS / "format.md").read_text(encoding="utf-8")
+    assert f"| current format version | {FORMAT_VERSION} |" in spec
+    for number, (name, _) in enumerate(MIGRATIONS, start=1):
+        assert f"**{number}**" in spec or number == 1, f"docs/format.md History lacks format {number} ({name})"
