@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from refstore.core import hashing
-from refstore.core.linking import check_mode, matches, materialize, materialize_new
+from refstore.core.linking import check_mode, check_object, matches, materialize, materialize_new
 from refstore.core.objects import TEMP_BESIDE
 from refstore.core.paths import safe_join
 from refstore.core.repo import Repository
@@ -46,6 +46,30 @@ def check_declared(repo: Repository, version: VersionRecord, items: list[Entry],
                 f"manifest of {version.qualified} declares {entry.size} bytes for {entry.path}, "
                 f"but object {digest} has a different size; the manifest is corrupt"
             )
+
+
+def check_objects(repo: Repository, version: VersionRecord, items: list[Entry], digests: dict[str, str]) -> None:
+    """Re-hash every object a link checkout will hand over, and check its declared size, before anything is written.
+
+    What :func:`check_declared` guarantees for a copy (no write before the sizes
+    add up), plus the per-object re-hash a link needs, in one read per object
+    and no ``stat``: the link pass then needs no read of its own.
+    """
+
+    def check(batch: list[Entry]) -> None:
+        for entry in batch:
+            try:
+                check_object(repo.cache, digests[entry.path], entry.size if entry.ref is None else None)
+            except ValueError as exc:
+                raise IntegrityError(
+                    f"manifest of {version.qualified} declares {entry.size} bytes for {entry.path}, "
+                    f"but object {digests[entry.path]} has a different size; the manifest is corrupt"
+                ) from exc
+
+    batches = [items[i : i + BATCH_FILES] for i in range(0, len(items), BATCH_FILES)]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for _ in pool.map(check, batches):
+            pass
 
 
 @dataclass
@@ -120,7 +144,11 @@ def download(
     plan = _plan(root, items)  # refuse escapes before writing
     with repo.writing():
         digests = fill_cache(repo, items)
-    check_declared(repo, version, items, digests)
+    linking = link in ("hardlink", "symlink")
+    if linking:
+        check_objects(repo, version, items, digests)
+    else:
+        check_declared(repo, version, items, digests)
     root.mkdir(parents=True, exist_ok=True)
     present: dict[str, set[str]] = {}
     for directory, members in plan.items():
@@ -135,7 +163,7 @@ def download(
     def place(entry: Entry, directory: str, name: str) -> str | None:
         digest = digests[entry.path]
         if name not in present[directory]:
-            return materialize_new(repo.cache, digest, f"{directory}/{name}", mode[0])
+            return materialize_new(repo.cache, digest, f"{directory}/{name}", mode[0], verified=linking)
         target = Path(directory, name)
         if mode[0] in ("copy", "auto", "reflink") and matches(target, digest, entry.size, repo.algorithm):
             return None
