@@ -156,23 +156,54 @@ def download(
         present[directory] = set(os.listdir(directory))
         _remove_stale_temps(directory, {name for _, name in members}, present[directory])
     modes: dict[str, int] = {}
-    unchanged = 0
     done = [0, 0]
     mode = [link]
+    objects = f"{repo.cache.objects}/"
+    dir_fds: dict[str, int] = {}
 
     def place(entry: Entry, directory: str, name: str) -> str | None:
         digest = digests[entry.path]
         if name not in present[directory]:
+            fd = dir_fds.get(directory)
+            if fd is not None:  # a verified hardlink into a fresh name: linkat relative to the open directory
+                try:
+                    os.link(f"{objects}{digest[:2]}/{digest[2:]}", name, dst_dir_fd=fd)
+                    return "hardlink"
+                except OSError:
+                    pass  # the name appeared, another device, too many links: the general path decides
             return materialize_new(repo.cache, digest, f"{directory}/{name}", mode[0], verified=linking)
         target = Path(directory, name)
         if mode[0] in ("copy", "auto", "reflink") and matches(target, digest, entry.size, repo.algorithm):
             return None
         return materialize(repo.cache, digest, target, mode[0])
 
+    batches = _batches(plan)
+    try:
+        if link == "hardlink":
+            for directory in plan:
+                dir_fds[directory] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        unchanged = _place_all(batches, place, link, mode, modes, done, progress)
+    finally:
+        for fd in dir_fds.values():
+            os.close(fd)
+    return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+
+
+def _place_all(
+    batches: list[list[tuple[Entry, str, str]]],
+    place: Callable[[Entry, str, str], str | None],
+    link: str,
+    mode: list[str],
+    modes: dict[str, int],
+    done: list[int],
+    progress: Progress | None,
+) -> int:
+    """Run ``place`` over every batch on worker threads; return how many files were already right."""
+    unchanged = 0
+
     def place_batch(batch: list[tuple[Entry, str, str]]) -> list[str | None]:
         return [place(*item) for item in batch]
 
-    batches = _batches(plan)
     if link == "auto" and batches:
         # Probe reflink support once; without it "auto" is a plain copy for every file.
         first = batches[0][0]
@@ -191,7 +222,7 @@ def download(
                 _count(entry, used, modes, done, None)
             if progress is not None:
                 progress(done[0], done[1])
-    return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+    return unchanged
 
 
 def _remove_stale_temps(directory: str, names: set[str], present: set[str]) -> None:
