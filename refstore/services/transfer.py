@@ -295,7 +295,11 @@ def download_objects(
 
     with repo.writing():
         try:
-            done = _run(batches(items, batch=batch), work, jobs, report)
+            if remote.local:  # as for uploads: a local copy is cheap, more threads only fight over the GIL
+                tasks, jobs = batches(items, batch=batch, files=LOCAL_BATCH_FILES), min(jobs, LOCAL_JOBS)
+            else:
+                tasks = batches(items, batch=batch)
+            done = _run(tasks, work, jobs, report)
             publish()
         finally:
             for temp, _ in staged:  # not published: a failure stopped the transfer
