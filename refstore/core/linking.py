@@ -127,7 +127,51 @@ def _verify_object(cache: ObjectCache, digest: str) -> str:
     return source
 
 
-def materialize_new(cache: ObjectCache, digest: str, target: str, mode: str) -> str:
+SMALL_OBJECT = 1 << 20  # objects up to this size are read in one call when verified
+
+
+def check_object(cache: ObjectCache, digest: str, size: int | None) -> None:
+    """Re-hash object ``digest`` and check it holds ``size`` bytes (``None``: any size).
+
+    A small object is read with one ``open``/``read``/``close`` and no ``stat``
+    (a read of ``size + 1`` bytes returns exactly ``size`` for an intact object);
+    anything unexpected falls back to a streaming hash, which decides. A corrupt
+    object is removed and reported; an intact object of another size means the
+    manifest that declares ``size`` is wrong (:class:`ValueError`, the caller
+    names the manifest). ``digest`` must already be validated.
+    """
+    source = f"{cache.objects}/{digest[:2]}/{digest[2:]}"
+    actual = got = None
+    if size is not None and size <= SMALL_OBJECT:
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFoundError(f"object {digest} is not in the cache; pull it from a remote or re-add the file") from None
+        try:
+            data = os.read(fd, size + 1)
+        except OSError:
+            data = None  # e.g. a directory under an object's name: the streaming hash reports it
+        finally:
+            os.close(fd)
+        if data is not None and len(data) == size:
+            actual, got = hashing.hash_bytes(data, cache.algorithm), size
+    if actual is None or actual != digest:
+        try:
+            actual, got = hashing.hash_file(source, cache.algorithm)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFoundError(f"object {digest} is not in the cache; pull it from a remote or re-add the file") from None
+    if actual != digest:
+        cache.quarantine(digest)
+        raise IntegrityError(
+            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
+            expected=digest,
+            got=actual,
+        )
+    if size is not None and got != size:
+        raise ValueError(f"object {digest} holds {got} bytes, not {size}")
+
+
+def materialize_new(cache: ObjectCache, digest: str, target: str, mode: str, *, verified: bool = False) -> str:
     """:func:`materialize` for a ``target`` whose directory exists and which was absent when listed.
 
     The common case of a checkout into a fresh directory. A hardlink or symlink
@@ -137,10 +181,11 @@ def materialize_new(cache: ObjectCache, digest: str, target: str, mode: str) -> 
     a killed checkout never leaves a partial file under a user's file name.
     ``digest`` must already be validated (it comes from a parsed record). Falls
     back to :func:`materialize` if the name appeared meanwhile. ``reflink`` and
-    ``auto`` always take that general path.
+    ``auto`` always take that general path. ``verified`` says the caller has
+    just re-hashed the object (:func:`check_object`), so a link needs no second read.
     """
     if mode in ("hardlink", "symlink"):
-        source = _verify_object(cache, digest)
+        source = f"{cache.objects}/{digest[:2]}/{digest[2:]}" if verified else _verify_object(cache, digest)
         try:
             if mode == "hardlink":
                 os.link(source, target)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from refstore.core import hashing
-from refstore.core.linking import check_mode, matches, materialize, materialize_new
+from refstore.core.linking import check_mode, check_object, matches, materialize, materialize_new
 from refstore.core.objects import TEMP_BESIDE
 from refstore.core.paths import safe_join
 from refstore.core.repo import Repository
@@ -46,6 +46,30 @@ def check_declared(repo: Repository, version: VersionRecord, items: list[Entry],
                 f"manifest of {version.qualified} declares {entry.size} bytes for {entry.path}, "
                 f"but object {digest} has a different size; the manifest is corrupt"
             )
+
+
+def check_objects(repo: Repository, version: VersionRecord, items: list[Entry], digests: dict[str, str]) -> None:
+    """Re-hash every object a link checkout will hand over, and check its declared size, before anything is written.
+
+    What :func:`check_declared` guarantees for a copy (no write before the sizes
+    add up), plus the per-object re-hash a link needs, in one read per object
+    and no ``stat``: the link pass then needs no read of its own.
+    """
+
+    def check(batch: list[Entry]) -> None:
+        for entry in batch:
+            try:
+                check_object(repo.cache, digests[entry.path], entry.size if entry.ref is None else None)
+            except ValueError as exc:
+                raise IntegrityError(
+                    f"manifest of {version.qualified} declares {entry.size} bytes for {entry.path}, "
+                    f"but object {digests[entry.path]} has a different size; the manifest is corrupt"
+                ) from exc
+
+    batches = [items[i : i + BATCH_FILES] for i in range(0, len(items), BATCH_FILES)]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for _ in pool.map(check, batches):
+            pass
 
 
 @dataclass
@@ -120,7 +144,11 @@ def download(
     plan = _plan(root, items)  # refuse escapes before writing
     with repo.writing():
         digests = fill_cache(repo, items)
-    check_declared(repo, version, items, digests)
+    linking = link in ("hardlink", "symlink")
+    if linking:
+        check_objects(repo, version, items, digests)
+    else:
+        check_declared(repo, version, items, digests)
     root.mkdir(parents=True, exist_ok=True)
     present: dict[str, set[str]] = {}
     for directory, members in plan.items():
@@ -128,23 +156,54 @@ def download(
         present[directory] = set(os.listdir(directory))
         _remove_stale_temps(directory, {name for _, name in members}, present[directory])
     modes: dict[str, int] = {}
-    unchanged = 0
     done = [0, 0]
     mode = [link]
+    objects = f"{repo.cache.objects}/"
+    dir_fds: dict[str, int] = {}
 
     def place(entry: Entry, directory: str, name: str) -> str | None:
         digest = digests[entry.path]
         if name not in present[directory]:
-            return materialize_new(repo.cache, digest, f"{directory}/{name}", mode[0])
+            fd = dir_fds.get(directory)
+            if fd is not None:  # a verified hardlink into a fresh name: linkat relative to the open directory
+                try:
+                    os.link(f"{objects}{digest[:2]}/{digest[2:]}", name, dst_dir_fd=fd)
+                    return "hardlink"
+                except OSError:
+                    pass  # the name appeared, another device, too many links: the general path decides
+            return materialize_new(repo.cache, digest, f"{directory}/{name}", mode[0], verified=linking)
         target = Path(directory, name)
         if mode[0] in ("copy", "auto", "reflink") and matches(target, digest, entry.size, repo.algorithm):
             return None
         return materialize(repo.cache, digest, target, mode[0])
 
+    batches = _batches(plan)
+    try:
+        if link == "hardlink":
+            for directory in plan:
+                dir_fds[directory] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        unchanged = _place_all(batches, place, link, mode, modes, done, progress)
+    finally:
+        for fd in dir_fds.values():
+            os.close(fd)
+    return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+
+
+def _place_all(
+    batches: list[list[tuple[Entry, str, str]]],
+    place: Callable[[Entry, str, str], str | None],
+    link: str,
+    mode: list[str],
+    modes: dict[str, int],
+    done: list[int],
+    progress: Progress | None,
+) -> int:
+    """Run ``place`` over every batch on worker threads; return how many files were already right."""
+    unchanged = 0
+
     def place_batch(batch: list[tuple[Entry, str, str]]) -> list[str | None]:
         return [place(*item) for item in batch]
 
-    batches = _batches(plan)
     if link == "auto" and batches:
         # Probe reflink support once; without it "auto" is a plain copy for every file.
         first = batches[0][0]
@@ -163,7 +222,7 @@ def download(
                 _count(entry, used, modes, done, None)
             if progress is not None:
                 progress(done[0], done[1])
-    return CheckoutResult(root, sum(modes.values()), unchanged, modes)
+    return unchanged
 
 
 def _remove_stale_temps(directory: str, names: set[str], present: set[str]) -> None:

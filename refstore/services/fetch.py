@@ -37,8 +37,11 @@ def fill_cache(repo: Repository, entries: Sequence[Entry]) -> dict[str, str]:
     """Make sure every entry's bytes are cached; return ``{path: digest}`` for all of them."""
     digests: dict[str, str] = {}
     missing: list[Entry] = []
+    # Entries come from parsed manifests, whose digests are validated; listing a
+    # shard once replaces a stat per object (the cache is re-read when used).
+    absent = repo.cache.missing({entry.digest for entry in entries if entry.digest is not None})
     for entry in entries:
-        if entry.digest is not None and repo.cache.has(entry.digest):
+        if entry.digest is not None and entry.digest not in absent:
             digests[entry.path] = entry.digest
         else:
             missing.append(entry)

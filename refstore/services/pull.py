@@ -346,6 +346,6 @@ def _pull_objects(
         for node in repo.record(digest):
             if node.type == DIR and node.digest is not None:
                 roots.append(node.digest)
-            elif node.type == FILE and node.digest is not None and not repo.cache.has(node.digest):
-                objects[node.digest] = node.size
+            elif node.type == FILE and node.digest is not None:
+                objects[node.digest] = node.size  # download_objects skips cached ones (a listing per shard, not a stat each)
     result.objects, result.bytes = download_objects(repo, remote, sorted(objects.items()), jobs=jobs, progress=progress)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from refstore.core.objects import fsync_file
+from refstore.core.objects import SYNC_EACH_UP_TO, durable_sync, fsync_file
 from refstore.core.remotefs import LocalBatch, RemoteFS
 from refstore.core.repo import Repository
 from refstore.errors import IntegrityError, NotFoundError
@@ -276,12 +276,19 @@ def download_objects(
                 count += 1
         return count
 
-    def publish() -> None:
+    unflushed = [False]  # set once a batch was published without flushing its names
+
+    def publish(last: bool = True) -> None:
         with lock:  # objects staged from here on wait for the next publish
             ready = staged[:]
             del staged[:]
         try:
-            repo.cache.publish_durably(ready)
+            # Names of an intermediate batch are made durable by the next batch's first flush
+            # (the last batch flushes its own): one syncfs saved per intermediate batch.
+            repo.cache.publish_durably(ready, flush_names=last)
+            if last and unflushed[0] and len(ready) <= SYNC_EACH_UP_TO:
+                durable_sync(repo.cache.root)  # a small last batch syncs only its own files and shards
+            unflushed[0] = unflushed[0] or not last
         except BaseException:
             with lock:
                 staged.extend(ready)  # removed below (the published ones are gone from tmp/)
@@ -289,13 +296,17 @@ def download_objects(
 
     def report(files: int, size: int) -> None:
         if len(staged) >= LOCAL_PLACE_EVERY:
-            publish()
+            publish(last=False)
         if progress is not None:
             progress(files, size)
 
     with repo.writing():
         try:
-            done = _run(batches(items, batch=batch), work, jobs, report)
+            if remote.local:  # as for uploads: a local copy is cheap, more threads only fight over the GIL
+                tasks, jobs = batches(items, batch=batch, files=LOCAL_BATCH_FILES), min(jobs, LOCAL_JOBS)
+            else:
+                tasks = batches(items, batch=batch)
+            done = _run(tasks, work, jobs, report)
             publish()
         finally:
             for temp, _ in staged:  # not published: a failure stopped the transfer

@@ -55,6 +55,25 @@ def test_every_byte_flip_in_a_cache_object_is_detected(workdir: Path, tmp_path: 
     store.close()
 
 
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+@pytest.mark.parametrize("change", [b"", b"!", b"0" * 70000])
+def test_a_cache_object_of_the_wrong_length_is_refused_by_a_link_checkout(
+    workdir: Path, tmp_path: Path, link: str, change: bytes
+) -> None:
+    """Truncated or grown objects: the one-read check of a link checkout must not trust the length."""
+    store = small_store(workdir, "xxh3-128")
+    entry = next(e for e in store.artifact("ds").files() if e.path == "small.txt")
+    assert entry.digest is not None
+    path = store.repo.cache.path(entry.digest)
+    original = path.read_bytes()
+    restore(path, original[:-1] if not change else original + change)
+    with pytest.raises(IntegrityError, match=entry.digest):
+        store.artifact("ds").download(tmp_path / "out", link=link)
+    assert not (tmp_path / "out" / "small.txt").exists()
+    assert not path.exists(), "the corrupt object is removed"
+    store.close()
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_byte_flip_in_a_manifest_record_is_detected(workdir: Path, algorithm: str) -> None:
     store = small_store(workdir, algorithm)

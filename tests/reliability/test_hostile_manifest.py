@@ -170,6 +170,19 @@ def test_hostile_manifest_is_refused_before_any_write(case: str, guarded: tuple[
     assert problems, f"{case}: verify did not report the hostile manifest"
 
 
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+@pytest.mark.parametrize("lie", [3, 101, 0])
+def test_lying_size_is_refused_before_any_link(link: str, lie: int, guarded: tuple[refstore.Store, Path, Path]) -> None:
+    """A link checkout checks every object's size (and digest) before the first link, not per file."""
+    store, target, _ = guarded
+    nodes = [file_node(store, "a.txt"), file_node(store, "b.txt", b"0123456789" * 10, size=lie)]
+    spec = inject(store, [raw_record(nodes)], size=sum(n["size"] for n in nodes), count=2)
+    with pytest.raises(IntegrityError, match="declares"):
+        store.artifact(spec).download(target, link=link)
+    assert listing(target) == {}
+    assert store.repo.cache.check(nodes[1]["digest"]), "an intact object must not be removed for a lying manifest"
+
+
 def test_lying_directory_totals_are_reported_by_verify(store: refstore.Store, tmp_path: Path) -> None:
     """A directory node that misstates its size/count writes nothing wrong, but verify names it."""
     inner_node = file_node(store, "x.txt")
