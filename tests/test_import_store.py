@@ -155,3 +155,12 @@ def test_import_cli_reports_failures_on_stderr_and_exits_1(source: Path, run_cli
     assert "failed 2" in result.stdout  # the version and the run that used it
     assert result.stderr.count("retried by the next import") == 2
     assert [a["name"] for a in store.artifacts()] == ["cnn"]
+
+
+def test_an_artifact_of_another_type_here_is_a_failed_item_that_names_remap(source: Path, store: refstore.Store) -> None:
+    store.log_artifact(_art("mine/mnist", {"x.txt": "mine"}, type="model"))
+    report = store.import_store(source, remap={"team": "mine"})
+    reasons = [reason for item, reason in report.failed.items() if "mnist" in item]
+    assert reasons and "is a model here but a dataset in the source store" in reasons[0] and "--remap" in reasons[0]
+    assert [v.version for v in store.versions("mine/mnist")] == ["v0"]  # nothing half-imported into it
+    assert store.artifact("mine/cnn:best").version == "v0"  # the other items still came in

@@ -34,7 +34,7 @@ from refstore.core.remotefs import normalize_url
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, FILE, parse_record
 from refstore.errors import FormatError, NotFoundError, RefstoreError, UsageError
-from refstore.services.importers.common import upsert_run
+from refstore.services.importers.common import CopiedVersion, insert_copied_version, upsert_run
 from refstore.services.importers.progress import ImportReport, Tracker, fingerprint
 from refstore.services.runs import RUN_COLUMNS, check_tags
 
@@ -131,47 +131,27 @@ def _copy_version(repo: Repository, source: Source, row: dict[str, Any], project
                     repo.cache.add_stream(handle, expected=digest)
             except FileNotFoundError as exc:
                 raise NotFoundError(f"object {digest} is missing from the source store {source.dir}") from exc
+        version = CopiedVersion(
+            project=project,
+            name=row["name"],
+            type=row["type"],
+            digest=row["digest"],
+            size=row["size"],
+            file_count=row["file_count"],
+            description=row["description"],
+            metadata=json.dumps(json.loads(row["metadata"]), sort_keys=True, separators=(",", ":")),
+            created_at=row["created_at"],
+            run_id=row["run_id"],
+        )
         with repo.db.transaction():
-            art = repo.db.one("SELECT id, type FROM artifacts WHERE project = ? AND name = ?", (project, row["name"]))
-            if art is None:
-                art_id = int(
-                    repo.db.execute(
-                        "INSERT INTO artifacts (project, name, type, description, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (project, row["name"], row["type"], row["art_description"], row["art_created_at"]),
-                    ).lastrowid
-                    or 0
-                )
-            else:
-                art_id = int(art["id"])
-                if art["type"] != row["type"]:
-                    raise UsageError(
-                        f"artifact {project}/{row['name']} has type {art['type']!r} here but {row['type']!r} in the source; "
-                        "remap the project with --remap"
-                    )
-            same = repo.db.scalar(
-                "SELECT id FROM versions WHERE artifact_id = ? AND digest = ? AND created_at = ?",
-                (art_id, row["digest"], row["created_at"]),
+            return insert_copied_version(
+                repo,
+                version,
+                records,
+                source="the source store",
+                artifact_description=row["art_description"],
+                artifact_created_at=row["art_created_at"],
             )
-            if same is not None:  # already here (e.g. imported the other way before)
-                return int(same)
-            repo.store_records(records)
-            number = repo.db.scalar("SELECT COALESCE(MAX(number) + 1, 0) FROM versions WHERE artifact_id = ?", (art_id,))
-            cursor = repo.db.execute(
-                "INSERT INTO versions (artifact_id, number, digest, size, file_count, description, metadata, created_at, run_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    art_id,
-                    number,
-                    row["digest"],
-                    row["size"],
-                    row["file_count"],
-                    row["description"],
-                    json.dumps(json.loads(row["metadata"]), sort_keys=True, separators=(",", ":")),
-                    row["created_at"],
-                    row["run_id"],
-                ),
-            )
-            return int(cursor.lastrowid or 0)
 
 
 def _copy_aliases(repo: Repository, source: Source, version_map: dict[int, int]) -> None:

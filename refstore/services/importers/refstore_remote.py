@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from refstore.core.db import now
 from refstore.core.fs import check_no_credentials
 from refstore.core.remotefs import RemoteFS, is_local_url, normalize_url
 from refstore.core.repo import Repository
 from refstore.core.tree import DIR, FILE, parse_record
-from refstore.errors import ConflictError, IntegrityError, NotFoundError, RefstoreError
+from refstore.errors import IntegrityError, NotFoundError, RefstoreError
+from refstore.services.importers.common import CopiedVersion, insert_copied_version
 from refstore.services.importers.progress import ImportReport, Tracker
 from refstore.services.importers.refstore_dir import parse_remap
 from refstore.services.pull import check_totals, fetch_trees
@@ -207,47 +207,20 @@ class _Importer:
         project = self.project(data.project)
         with repo.writing():
             download_objects(repo, self.remote, sorted(objects.items()), jobs=JOBS)
+            version = CopiedVersion(
+                project=project,
+                name=data.name,
+                type=data.type,
+                digest=data.manifest,
+                size=data.size,
+                file_count=data.files,
+                description=data.description,
+                metadata=data.metadata,
+                created_at=data.created_at,
+                run_id=data.run_id,
+            )
             with repo.db.transaction():
-                art = repo.db.one("SELECT id, type FROM artifacts WHERE project = ? AND name = ?", (project, data.name))
-                if art is None:
-                    art_id = int(
-                        repo.db.execute(
-                            "INSERT INTO artifacts (project, name, type, description, created_at) VALUES (?, ?, ?, '', ?)",
-                            (project, data.name, data.type, now()),
-                        ).lastrowid
-                        or 0
-                    )
-                else:
-                    art_id = int(art["id"])
-                    if art["type"] != data.type:
-                        raise ConflictError(
-                            f"artifact {project}/{data.name} is a {art['type']} here but a {data.type} on the remote; "
-                            "remap the project with --remap"
-                        )
-                same = repo.db.scalar(
-                    "SELECT id FROM versions WHERE artifact_id = ? AND digest = ? AND created_at = ?",
-                    (art_id, data.manifest, data.created_at),
-                )
-                if same is not None:  # already here (pulled, or imported the other way before)
-                    return int(same)
-                repo.store_records(new_trees)
-                following = repo.db.scalar("SELECT COALESCE(MAX(number) + 1, 0) FROM versions WHERE artifact_id = ?", (art_id,))
-                cursor = repo.db.execute(
-                    "INSERT INTO versions (artifact_id, number, digest, size, file_count, description, metadata,"
-                    " created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        art_id,
-                        following,
-                        data.manifest,
-                        data.size,
-                        data.files,
-                        data.description,
-                        data.metadata,
-                        data.created_at,
-                        data.run_id,
-                    ),
-                )
-                return int(cursor.lastrowid or 0)
+                return insert_copied_version(repo, version, new_trees, source="the remote")
 
     # -- aliases -----------------------------------------------------------------
     def aliases(self, moves: list[tuple[str, str, str, int]]) -> None:
