@@ -11,6 +11,7 @@ import pytest
 from conftest import Cli
 from remote_backends import RemoteSpec, make_remote
 from servers import s3_server  # noqa: F401  (fixture)
+from test_import_store import _art
 
 import refstore
 from refstore.core.remotefs import RemoteFS
@@ -20,14 +21,6 @@ from refstore.services.remote_layout import object_path
 @pytest.fixture(params=["dir", "s3"])
 def remote(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RemoteSpec:
     return make_remote(request.param, request, tmp_path, monkeypatch)
-
-
-def _art(name: str, files: dict[str, str], type: str = "dataset") -> refstore.Artifact:
-    art = refstore.Artifact(name, type=type)
-    for path, content in files.items():
-        with art.new_file(path) as handle:
-            handle.write(content)
-    return art
 
 
 def remote_state(remote: RemoteSpec) -> dict[str, str]:

@@ -31,7 +31,7 @@ from refstore.core.db import FORMAT_VERSION, now
 from refstore.core.location import DATABASE_NAME
 from refstore.core.names import check_alias, check_name
 from refstore.core.remotefs import normalize_url
-from refstore.core.repo import Repository
+from refstore.core.repo import Repository, dumps_json
 from refstore.core.tree import DIR, FILE, parse_record
 from refstore.errors import FormatError, NotFoundError, RefstoreError, UsageError
 from refstore.services.importers.common import CopiedVersion, insert_copied_version, upsert_run
@@ -139,7 +139,7 @@ def _copy_version(repo: Repository, source: Source, row: dict[str, Any], project
             size=row["size"],
             file_count=row["file_count"],
             description=row["description"],
-            metadata=json.dumps(json.loads(row["metadata"]), sort_keys=True, separators=(",", ":")),
+            metadata=dumps_json(json.loads(row["metadata"])),
             created_at=row["created_at"],
             run_id=row["run_id"],
         )
