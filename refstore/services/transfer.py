@@ -38,6 +38,7 @@ BATCH_BYTES = 8 * 1024 * 1024
 LARGE_FSYNC = 64 << 20  # downloaded objects this large are flushed by the worker that staged them
 LOCAL_BATCH_FILES = 256  # a local copy is cheap: fewer, larger tasks
 LOCAL_PLACE_EVERY = 4096  # objects staged before one flush-and-place (bounds memory and leftovers)
+LOCAL_QUEUED = 16  # tasks waiting per thread: enough for the workers to go on while this thread places a batch
 LOCAL_JOBS = 2  # copying threads for a local directory: more only contend for the GIL (8 threads: 1M futex calls / 20k)
 
 
@@ -59,16 +60,26 @@ def batches(items: Sequence[tuple[str, int]], *, batch: bool = True, files: int 
 
 
 def _run(
-    tasks: Iterator[list[tuple[str, int]]], work: Callable[[list[tuple[str, int]]], int], jobs: int, progress: Progress | None
+    tasks: Iterator[list[tuple[str, int]]],
+    work: Callable[[list[tuple[str, int]]], int],
+    jobs: int,
+    progress: Progress | None,
+    *,
+    queued: int = 2,
 ) -> tuple[int, int]:
-    """Run ``work`` over the batches with at most ``jobs`` in flight; report progress as they finish."""
+    """Run ``work`` over the batches with at most ``jobs`` running and ``queued`` per job waiting.
+
+    Progress is reported from this thread as tasks finish. A caller whose
+    ``progress`` does slow work of its own (placing a local batch) asks for a
+    deeper queue, so the workers are not left idle meanwhile.
+    """
     done_files = done_bytes = 0
     jobs = max(1, jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending: dict[Future[int], list[tuple[str, int]]] = {}
         try:
             for group in tasks:
-                if len(pending) >= jobs * 2:
+                if len(pending) >= jobs * queued:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
                         group_done = pending.pop(future)
@@ -147,7 +158,8 @@ def _upload_local(
             if progress is not None:
                 progress(files, size)
 
-        done = _run(batches(items, batch=batch, files=LOCAL_BATCH_FILES), work, min(jobs, LOCAL_JOBS), report)
+        tasks = batches(items, batch=batch, files=LOCAL_BATCH_FILES)
+        done = _run(tasks, work, min(jobs, LOCAL_JOBS), report, queued=LOCAL_QUEUED)
         remote.call("writing objects", staging.place, writing=True)
     return done
 
@@ -303,10 +315,10 @@ def download_objects(
     with repo.writing():
         try:
             if remote.local:  # as for uploads: a local copy is cheap, more threads only fight over the GIL
-                tasks, jobs = batches(items, batch=batch, files=LOCAL_BATCH_FILES), min(jobs, LOCAL_JOBS)
+                tasks, jobs, queued = batches(items, batch=batch, files=LOCAL_BATCH_FILES), min(jobs, LOCAL_JOBS), LOCAL_QUEUED
             else:
-                tasks = batches(items, batch=batch)
-            done = _run(tasks, work, jobs, report)
+                tasks, queued = batches(items, batch=batch), 2
+            done = _run(tasks, work, jobs, report, queued=queued)
             publish()
         finally:
             for temp, _ in staged:  # not published: a failure stopped the transfer
