@@ -8,7 +8,6 @@ an ``ArtifactVersion`` to download, verify or inspect.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +17,14 @@ from refstore.core.names import check_name, split_name
 from refstore.core.paths import normalize
 from refstore.core.tree import Entry
 from refstore.errors import IntegrityError, UsageError
-from refstore.services import references
 from refstore.services.ingest import LocalFile, scan_dir, scan_file
-from refstore.services.references import ReferenceRequest, RefProblem
 from refstore.services.versions import VersionRecord, check_metadata
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # references and tempfile load only when used: `put` starts faster without them
+    from tempfile import TemporaryDirectory
+
     from refstore.api.store import Store
+    from refstore.services.references import ReferenceRequest, RefProblem
 
 
 class Artifact:
@@ -47,7 +47,7 @@ class Artifact:
         self._files: dict[str, LocalFile] = {}
         self._references: dict[str, Entry] = {}
         self._reference_requests: list[ReferenceRequest] = []
-        self._staging: tempfile.TemporaryDirectory[str] | None = None
+        self._staging: TemporaryDirectory[str] | None = None
 
     def __repr__(self) -> str:
         return f"Artifact({self.name!r}, type={self.type!r}, files={len(self._files) + len(self._references)})"
@@ -81,7 +81,9 @@ class Artifact:
         if "w" not in mode and "x" not in mode:
             raise UsageError(f"new_file opens files for writing; mode {mode!r} is not a write mode")
         if self._staging is None:
-            self._staging = tempfile.TemporaryDirectory(prefix="refstore-artifact-")
+            from tempfile import TemporaryDirectory
+
+            self._staging = TemporaryDirectory(prefix="refstore-artifact-")
         source = Path(self._staging.name, f"{len(self._files)}-{os.path.basename(path)}")
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": encoding}
         with open(source, mode, **kwargs) as handle:
@@ -103,6 +105,8 @@ class Artifact:
         10,000) is an error, never a silent truncation. ``checksum=False``
         records the uri alone, without any request (see docs/references.md).
         """
+        from refstore.services.references import ReferenceRequest
+
         self._reference_requests.append(ReferenceRequest(uri, name, checksum, max_objects))
 
     @property
@@ -217,6 +221,8 @@ class ArtifactVersion:
 
     def check_references(self, download: bool = False) -> list[RefProblem]:
         """Re-check every reference entry against its backend: metadata only, or re-hash bytes with ``download``."""
+        from refstore.services import references
+
         return references.verify(self._store.repo, self.files(), download=download)
 
     def verify(self, root: str | os.PathLike[str] | None = None) -> None:

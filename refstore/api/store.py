@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from refstore.api.artifact import Artifact, ArtifactVersion
 from refstore.core import hashing
 from refstore.core.repo import DEFAULT_PROJECT, Repository, init_repository, open_repository
-from refstore.core.tree import Change, build_tree, diff
+from refstore.core.tree import Change, Entry, build_tree, diff
 from refstore.errors import NotFoundError, UsageError
-from refstore.services import references, versions
+from refstore.services import versions
 from refstore.services.ingest import ingest
 
 if TYPE_CHECKING:
     from refstore.api.run import Run
+    from refstore.core.statcache import StatKey
     from refstore.services import lineage, maintenance
     from refstore.services.importers.progress import ImportReport
     from refstore.services.sync_common import SyncResult
@@ -70,7 +71,7 @@ class Store:
         if artifact.is_empty():
             raise UsageError(f"artifact {artifact.name} has no files; add files, a directory or references first")
         try:
-            referenced, ref_stat_rows = references.resolve(self.repo, artifact.reference_requests)  # no lock held
+            referenced, ref_stat_rows = _resolve_references(self, artifact)  # no lock held
             with self.repo.writing():
                 entries, stat_rows = ingest(self.repo, artifact.local_files, progress)
                 tree = build_tree([*entries, *artifact.prepared_entries, *referenced], self.repo.algorithm)
@@ -381,3 +382,12 @@ def init(
 ) -> Store:
     """Create a store in ``path`` (default: the working directory), or open the one there."""
     return Store(init_repository(Path(path) if path is not None else None, algorithm=algorithm, project=project))
+
+
+def _resolve_references(store: Store, artifact: Artifact) -> tuple[list[Entry], list[tuple[str, StatKey, str]]]:
+    """Entries of the artifact's reference requests (the references service loads only when there are some)."""
+    if not artifact.reference_requests:
+        return [], []
+    from refstore.services import references
+
+    return references.resolve(store.repo, artifact.reference_requests)

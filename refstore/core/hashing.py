@@ -8,7 +8,6 @@ stores that pull from remotes other people can write to.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import BinaryIO, Protocol
@@ -35,6 +34,8 @@ def new_hasher(algorithm: str) -> Hasher:
     if algorithm == "xxh3-128":
         return xxhash.xxh3_128()
     if algorithm == "sha256":
+        import hashlib  # here: loading OpenSSL costs every command ~3 ms, and most stores use xxh3
+
         return hashlib.sha256()
     raise UsageError(f"unknown digest algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
 
@@ -124,4 +125,7 @@ def copy_and_hash(
 
 def is_digest(text: str, algorithm: str = DEFAULT_ALGORITHM) -> bool:
     """True when ``text`` is a well-formed lowercase hex digest of ``algorithm``."""
-    return len(text) == digest_length(algorithm) and not text.strip(_HEX_DIGITS)
+    length = _HEX_LENGTH.get(algorithm)  # called per entry of every manifest walk: no hasher built to validate
+    if length is None:
+        digest_length(algorithm)  # raises the unknown-algorithm error
+    return len(text) == length and not text.strip(_HEX_DIGITS)
