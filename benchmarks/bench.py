@@ -340,15 +340,25 @@ class Bench:
         if dvc:
             quiet([dvc, "config", "cache.type", "reflink,copy"], dvc_dir)
         if "push" not in skip:
-            self.push_pull(label, name, rs_dir, dvc_dir if dvc else None, work, row)
+            self.push_pull(name, data, dvc_dir if dvc else None, work, row)
         empty_trash()
         rmtree(work)
 
-    def push_pull(self, label: str, name: str, rs_dir: Path, dvc_dir: Path | None, work: Path, row: Callable[..., None]) -> None:
-        """Push to / pull from a local-directory remote, when refstore has remotes."""
+    def push_pull(self, name: str, data: Path, dvc_dir: Path | None, work: Path, row: Callable[..., None]) -> None:
+        """Push to / pull from a local-directory remote, when refstore has remotes.
+
+        refstore pushes from a store holding one version of the current tree, as
+        DVC pushes the one version its workspace names: the store of the rows
+        above also holds the versions the re-put rows made, and a push sends an
+        artifact's history (for B, 2 GiB against DVC's 1 GiB).
+        """
         import refstore as refstore_pkg
 
         dvc = self.dvc
+        rs_dir = work / "refstore-push"
+        rs_dir.mkdir()
+        quiet(refstore("init"), rs_dir)
+        quiet(refstore("put", str(data), "-n", name), rs_dir)
         rs_remote, dvc_remote = work / "remote-refstore", work / "remote-dvc"
         clone, dvc_clone = work / "clone-refstore", work / "clone-dvc"
         tools: list[Tool] = []
