@@ -157,6 +157,23 @@ def test_stat_cache_skips_unchanged_files(store: refstore.Store, workdir: Path, 
     assert [Path(p).name for p in hashed] == ["f3.txt"]
 
 
+def test_bytes_repeated_across_publish_chunks_are_stored_once(
+    store: refstore.Store, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refstore.services import ingest
+
+    monkeypatch.setattr(ingest, "PUBLISH_EVERY", 3)  # many chunks: a later one may stage bytes an earlier one published
+    monkeypatch.setattr(ingest, "BATCH_FILES", 2)
+    data = make_tree(workdir / "data", {f"f{i:02}.txt": f"content {i % 4}" for i in range(40)})
+    version = log_dir(store, data)
+    assert len({e.digest for e in version.files()}) == 4
+    assert len(list(store.repo.cache.digests())) == 4
+    assert list(store.repo.cache.tmp.iterdir()) == []
+    assert store.verify().ok
+    out = version.download(workdir / "out")
+    assert sorted(p.read_text() for p in Path(out).iterdir()) == sorted(f"content {i % 4}" for i in range(40))
+
+
 def test_incremental_version_adds_records_on_changed_path_only(store: refstore.Store, workdir: Path) -> None:
     data = make_tree(workdir / "data", {f"d{i}/s{j}/f{k}": f"{i}{j}{k}" for i in range(5) for j in range(5) for k in range(4)})
     log_dir(store, data)
