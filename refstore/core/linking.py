@@ -54,12 +54,7 @@ def _copy_verified(cache: ObjectCache, digest: str, temp: Path) -> None:
         actual, _ = hashing.copy_and_hash(src, dst, cache.algorithm)
     if actual != digest:
         temp.unlink(missing_ok=True)
-        cache.quarantine(digest)
-        raise IntegrityError(
-            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
-            expected=digest,
-            got=actual,
-        )
+        raise cache.remove_corrupt(digest, actual)
 
 
 def materialize(cache: ObjectCache, digest: str, target: Path, mode: str = "copy") -> str:
@@ -118,12 +113,7 @@ def _verify_object(cache: ObjectCache, digest: str) -> str:
     except FileNotFoundError:
         raise NotFoundError(f"object {digest} is not in the cache; pull it from a remote or re-add the file") from None
     if actual != digest:
-        cache.quarantine(digest)
-        raise IntegrityError(
-            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
-            expected=digest,
-            got=actual,
-        )
+        raise cache.remove_corrupt(digest, actual)
     return source
 
 
@@ -161,12 +151,7 @@ def check_object(cache: ObjectCache, digest: str, size: int | None) -> None:
         except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(f"object {digest} is not in the cache; pull it from a remote or re-add the file") from None
     if actual != digest:
-        cache.quarantine(digest)
-        raise IntegrityError(
-            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
-            expected=digest,
-            got=actual,
-        )
+        raise cache.remove_corrupt(digest, actual)
     if size is not None and got != size:
         raise ValueError(f"object {digest} holds {got} bytes, not {size}")
 

@@ -59,6 +59,13 @@ def _syncfs(path: Path) -> bool:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte is written (a single write may be short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def fsync_file(path: str | os.PathLike[str]) -> None:
     """Make one file's bytes durable (cheaper than a global sync for a handful of files)."""
     fd = os.open(path, os.O_RDONLY)
@@ -154,9 +161,7 @@ class ObjectCache:
             os.makedirs(self.tmp, exist_ok=True)
             fd = os.open(temp, _CREATE, 0o444)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         except BaseException:
             os.close(fd)
             os.unlink(temp)
@@ -302,13 +307,17 @@ class ObjectCache:
             raise NotFoundError(f"object {digest} is not in the cache; pull it from a remote or re-add the file")
         actual, _ = hashing.hash_file(path, self.algorithm)
         if actual != digest:
-            self.quarantine(digest)
-            raise IntegrityError(
-                f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
-                expected=digest,
-                got=actual,
-            )
+            raise self.remove_corrupt(digest, actual)
         return path
+
+    def remove_corrupt(self, digest: str, actual: str) -> IntegrityError:
+        """Quarantine an object found to hash to ``actual``; returns the error for the caller to raise."""
+        self.quarantine(digest)
+        return IntegrityError(
+            f"cached object {digest} is corrupt (hashes to {actual}); it was removed - re-add or pull it",
+            expected=digest,
+            got=actual,
+        )
 
     def quarantine(self, digest: str) -> None:
         """Remove a corrupt object so nothing trusts it again."""

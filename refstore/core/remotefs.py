@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from refstore.core.objects import write_all
 from refstore.errors import BackendError, RefstoreError, UsageError
 
 T = TypeVar("T")
@@ -360,9 +361,7 @@ class LocalBatch:
         name = f"{self._prefix}.{next(self._counter)}.part"  # next() on a count is atomic under the GIL
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=self._tmp)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         except BaseException:
             os.close(fd)
             os.unlink(name, dir_fd=self._tmp)
